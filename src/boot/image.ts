@@ -1,0 +1,75 @@
+/** A served image: a file tree plus its name in URLs, and what it holds when it is an ESXi installer. */
+import type { FileTree } from "../files/tree.ts";
+import { readAll } from "../files/tree.ts";
+import { parseBootCfg, summarizeBootCfg, type BootCfg, type BootCfgSummary } from "./esxi/bootcfg.ts";
+
+export interface EsxiInfo {
+  /** /BOOT.CFG (read by mboot.c32 under BIOS), parsed. */
+  biosCfg: BootCfg | undefined;
+  /** /EFI/BOOT/BOOT.CFG (read by BOOTX64.EFI = mboot.efi), parsed. */
+  efiCfg: BootCfg | undefined;
+  summary: BootCfgSummary;
+  /** "ESXi 8.0.2 (22380479)": for menus (BSDP) and logs. */
+  displayName: string;
+  /** Paths in the tree, as the tree spells them. */
+  efiLoader: string | undefined;
+  arm64Loader: string | undefined;
+  biosLoader: string | undefined;
+}
+
+export interface BootImage {
+  /** First path segment in URLs and TFTP names ("/NAME/b.b00"). */
+  name: string;
+  tree: FileTree;
+  esxi: EsxiInfo | undefined;
+  mtime: Date | undefined;
+}
+
+/** URL-safe image name from a source path: "VMware-VMvisor-Installer-8.0U2.x86_64.iso" → "VMware-VMvisor-Installer-8.0U2.x86_64". */
+export function imageNameFromSource(source: string): string {
+  const trimmed = source.replace(/[?#].*$/, "").replace(/[/\\]+$/, "");
+  const base = trimmed.slice(Math.max(trimmed.lastIndexOf("/"), trimmed.lastIndexOf("\\")) + 1);
+  const stem = base.replace(/\.(iso|zip)$/i, "");
+  const safe = stem.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[-.]+|[-.]+$/g, "");
+  return safe || "image";
+}
+
+export function isValidImageName(name: string): boolean {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) && !/^01-([0-9a-f]{2}-){5}[0-9a-f]{2}$/i.test(name);
+}
+
+/** Looks the tree over: ESXi is recognised by BOOT.CFG and/or EFI/BOOT/BOOT.CFG with a kernel= line. */
+export async function loadImage(tree: FileTree, name: string): Promise<BootImage> {
+  const readCfg = async (path: string): Promise<BootCfg | undefined> => {
+    const info = await tree.stat(path);
+    if (!info || info.type !== "file" || info.size > 1024 * 1024) return undefined;
+    const cfg = parseBootCfg(new TextDecoder().decode(await readAll(await tree.open(info))));
+    return summarizeBootCfg(cfg).kernel ? cfg : undefined;
+  };
+  const biosCfg = await readCfg("/BOOT.CFG");
+  const efiCfg = await readCfg("/EFI/BOOT/BOOT.CFG");
+  const root = await tree.stat("/");
+  let esxi: EsxiInfo | undefined;
+  if (biosCfg || efiCfg) {
+    const summary = summarizeBootCfg((efiCfg ?? biosCfg)!);
+    const path = async (p: string) => {
+      const i = await tree.stat(p);
+      return i?.type === "file" ? i.path : undefined;
+    };
+    esxi = {
+      biosCfg,
+      efiCfg,
+      summary,
+      displayName: esxiDisplayName(summary, name),
+      efiLoader: await path("/EFI/BOOT/BOOTX64.EFI"),
+      arm64Loader: await path("/EFI/BOOT/BOOTAA64.EFI"),
+      biosLoader: await path("/MBOOT.C32"),
+    };
+  }
+  return { name, tree, esxi, mtime: root?.mtime };
+}
+
+export function esxiDisplayName(s: BootCfgSummary, fallback: string): string {
+  if (s.version) return s.buildNumber ? `ESXi ${s.version} (${s.buildNumber})` : `ESXi ${s.version}`;
+  return s.title ?? fallback;
+}

@@ -1,0 +1,35 @@
+/** What every command shares: the logger from --verbose/--quiet, and typed errors → one line + exit code. */
+import { consola } from "consola";
+import { ConfigError, NetbootError, ServiceError } from "../errors.ts";
+import { createLogger, type LogLevel, type Logger } from "../log.ts";
+
+export const logArgs = {
+  verbose: { type: "boolean", alias: "v", description: "Log every request and dropped packet (debug level)" },
+  quiet: { type: "boolean", alias: "q", description: "Log warnings and errors only" },
+} as const;
+
+export function loggerFor(args: { verbose?: boolean; quiet?: boolean }): Logger {
+  const level: LogLevel = args.verbose ? "debug" : args.quiet ? "warn" : "info";
+  return createLogger("", level);
+}
+
+/**
+ * Runs a command body. Typed errors become one clear line (plus a hint) and an exit code: 2 for bad
+ * input (ConfigError), 1 for everything else. Anything untyped is a bug and keeps its stack.
+ */
+export async function guard(body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (err) {
+    if (err instanceof NetbootError) {
+      consola.error(err.message);
+      if (err instanceof ServiceError && err.hint) consola.info(err.hint);
+      process.exit(err instanceof ConfigError ? 2 : 1);
+    }
+    throw err;
+  }
+}
+
+export function die(message: string): never {
+  throw new ConfigError("E_USAGE", message);
+}

@@ -1,0 +1,42 @@
+/** FileTree over an ISO 9660 image, read in place from any ByteSource. */
+import { IsoImage, type IsoEntry } from "../iso/image.ts";
+import type { ByteSource } from "./source.ts";
+import type { FileData, FileInfo, FileTree } from "./tree.ts";
+
+export async function openIsoTree(source: ByteSource): Promise<FileTree & { image: IsoImage }> {
+  const image = await IsoImage.open(source);
+  const byPath = new Map<string, IsoEntry>();
+  const info = (e: IsoEntry): FileInfo => {
+    byPath.set(e.path, e);
+    return { name: e.name, path: e.path, type: e.type === "dir" ? "dir" : "file", size: e.size, mtime: e.mtime ?? source.mtime };
+  };
+  return {
+    kind: "iso",
+    description: `${source.description} (ISO 9660, ${image.nameSpace} names, volume ${JSON.stringify(image.volumeId)})`,
+    image,
+    async stat(path) {
+      const e = await image.lookup(path);
+      // Symlinks that lead nowhere inside the image are not files.
+      return e && e.type !== "symlink" ? info(e) : undefined;
+    },
+    async list(path) {
+      return (await image.list(path)).filter((e) => e.type !== "symlink").map(info);
+    },
+    async open(fi): Promise<FileData> {
+      const e = byPath.get(fi.path) ?? (await image.lookup(fi.path));
+      if (!e || e.type !== "file") throw new Error(`not a file: ${fi.path}`);
+      for (const ext of e.extents) image.checkExtent(e, ext);
+      const single = e.extents.length === 1 ? e.extents[0]! : undefined;
+      const start = single?.offset ?? 0;
+      return {
+        size: e.size,
+        mtime: e.mtime ?? source.mtime,
+        // The bytes of a file are a window on an unchanged image: image version + window identify them.
+        etag: `"${source.version}-${start.toString(16)}-${e.size.toString(16)}"`,
+        read: (offset, length) => image.read(e, offset, length),
+        local: source.localPath && (single || e.size === 0) ? { path: source.localPath, offset: start } : undefined,
+      };
+    },
+    close: () => source.close(),
+  };
+}

@@ -1,0 +1,63 @@
+/** The file-tree seam: what the servers ask of an image (stat, list, bytes), never where the bytes come from. */
+
+export type FileType = "file" | "dir";
+
+export interface FileInfo {
+  name: string;
+  /** Path as the tree spells it, starting with "/". */
+  path: string;
+  type: FileType;
+  size: number;
+  mtime: Date | undefined;
+}
+
+/**
+ * The bytes of one file. `read` is the generic path; `local` names a file on disk that holds exactly these
+ * bytes at `offset`, so the HTTP edge can hand the range to the kernel (sendfile) without copying.
+ */
+export interface FileData {
+  readonly size: number;
+  readonly mtime: Date | undefined;
+  /** Strong validator: the same tag means the same bytes. */
+  readonly etag: string;
+  read(offset: number, length: number): Promise<Uint8Array>;
+  readonly local: { path: string; offset: number } | undefined;
+}
+
+export interface FileTree {
+  /** "iso", "dir", "zip"…, for logs and `ls`. */
+  readonly kind: string;
+  readonly description: string;
+  /** Case-insensitive lookup; undefined when absent. Paths use "/" and never leave the tree. */
+  stat(path: string): Promise<FileInfo | undefined>;
+  list(path: string): Promise<FileInfo[]>;
+  /** Bytes of a regular file found by stat. */
+  open(info: FileInfo): Promise<FileData>;
+  close(): Promise<void>;
+}
+
+/** In-memory file contents (rewritten boot.cfg, kickstart, iPXE script). */
+export function memoryData(bytes: Uint8Array, mtime?: Date): FileData {
+  return {
+    size: bytes.length,
+    mtime,
+    etag: `"m-${fnv1a(bytes)}-${bytes.length.toString(16)}"`,
+    read: async (offset, length) => bytes.subarray(offset, offset + length),
+    local: undefined,
+  };
+}
+
+/** Reads a whole (small) file. */
+export async function readAll(data: FileData): Promise<Uint8Array> {
+  return data.read(0, data.size);
+}
+
+/** FNV-1a, 32 bits, hex: cheap content tag for generated files (not a security hash). */
+export function fnv1a(bytes: Uint8Array): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < bytes.length; i++) {
+    h ^= bytes[i]!;
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(16).padStart(8, "0");
+}

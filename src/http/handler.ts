@@ -1,0 +1,191 @@
+/**
+ * The HTTP application, independent of the server runtime: a request (method, path, headers) in, a response
+ * description out. The edges (server.ts) render it with Bun.serve or node:http.
+ */
+import type { BootFiles, ClientHint } from "../boot/files.ts";
+import { checkRequestPath, httpPathRules } from "../files/paths.ts";
+import type { FileData } from "../files/tree.ts";
+import type { Mac } from "../wire/mac.ts";
+import { ifRangeMatches, noneMatch, resolveRange } from "./range.ts";
+
+export interface HttpRequest {
+  method: string;
+  /** Request target as sent (path and query). */
+  target: string;
+  header(name: string): string | null | undefined;
+  remoteAddress: string | undefined;
+}
+
+export type HttpBody =
+  | { kind: "bytes"; bytes: Uint8Array }
+  /** [start, end) of a file: the edge streams it (sendfile for local files). */
+  | { kind: "file"; data: FileData; start: number; end: number };
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string>;
+  /** Absent for HEAD, 304, 416 … ; Content-Length is always set in headers. */
+  body: HttpBody | undefined;
+  /** For the access log. */
+  path: string;
+  mac: Mac | undefined;
+  note: string | undefined;
+}
+
+/** Extra routes served next to the boot files (iPXE script, status page, …): return undefined to pass. */
+export type HttpRoute = (parts: readonly string[], req: HttpRequest, client: ClientHint) => Promise<HttpRoutedFile | undefined>;
+export interface HttpRoutedFile {
+  data: FileData;
+  contentType?: string;
+  mac?: Mac | undefined;
+  noStore?: boolean;
+}
+
+export interface HttpAppOptions {
+  files: BootFiles;
+  routes?: readonly HttpRoute[];
+  /** MAC the server learned for a client address (from its DHCP traffic). */
+  macForAddress?: (address: string) => Mac | undefined;
+  serverName?: string;
+}
+
+export function createHttpApp(opts: HttpAppOptions): (req: HttpRequest) => Promise<HttpResponse> {
+  const server = opts.serverName ?? "netboot";
+  return async (req) => {
+    const path = req.target.split("?")[0]!.split("#")[0]!;
+    const base = { path, mac: undefined as Mac | undefined, note: undefined as string | undefined };
+    const simple = (status: number, text: string, extra: Record<string, string> = {}): HttpResponse => {
+      const bytes = new TextEncoder().encode(text + "\n");
+      return {
+        ...base,
+        status,
+        headers: { "content-type": "text/plain; charset=utf-8", "content-length": String(bytes.length), server, ...extra },
+        body: req.method === "HEAD" ? undefined : { kind: "bytes", bytes },
+        note: text,
+      };
+    };
+
+    if (req.method !== "GET" && req.method !== "HEAD") return simple(405, "method not allowed", { allow: "GET, HEAD" });
+    if (!path.startsWith("/")) return simple(400, "bad request target");
+    const checked = checkRequestPath(path, httpPathRules);
+    if (!checked.ok) return simple(400, `bad path: ${checked.reason}`);
+    const parts = checked.parts;
+    const address = req.remoteAddress;
+    const client: ClientHint = { address, mac: address ? opts.macForAddress?.(address) : undefined };
+
+    for (const route of opts.routes ?? []) {
+      const r = await route(parts, req, client);
+      if (r) return fileResponse(req, r.data, { ...base, mac: r.mac }, server, r.contentType ?? contentType(path), r.noStore ?? true);
+    }
+
+    if (parts.length === 0) return index(req, opts.files, base, server);
+    const resolved = await opts.files.resolve(parts, client);
+    if (resolved.kind === "missing") return { ...simple(404, "not found"), mac: resolved.mac, note: resolved.reason };
+    if (resolved.kind === "directory") {
+      if (!path.endsWith("/")) return simple(301, "moved", { location: `${path}/` });
+      return listing(req, resolved.image.tree.list(resolved.info.path), path, base, server);
+    }
+    const generated = resolved.data.local === undefined && resolved.what !== "file";
+    return fileResponse(req, resolved.data, { ...base, mac: resolved.mac, note: resolved.what === "file" ? undefined : resolved.what }, server, contentType(path), generated);
+  };
+}
+
+/** Content types that matter to firmware: edk2's HTTP boot goes by application/efi or the .efi extension. */
+export function contentType(path: string): string {
+  const ext = path.slice(path.lastIndexOf(".") + 1).toLowerCase();
+  switch (ext) {
+    case "efi":
+      return "application/efi";
+    case "cfg":
+    case "txt":
+    case "ipxe":
+      return "text/plain; charset=utf-8";
+    case "html":
+      return "text/html; charset=utf-8";
+    case "json":
+      return "application/json";
+    case "iso":
+      return "application/x-iso9660-image";
+    default:
+      return "application/octet-stream";
+  }
+}
+
+// --- internal ---
+
+function fileResponse(
+  req: HttpRequest,
+  data: FileData,
+  base: { path: string; mac: Mac | undefined; note: string | undefined },
+  server: string,
+  type: string,
+  noStore: boolean,
+): HttpResponse {
+  const headers: Record<string, string> = {
+    server,
+    "content-type": type,
+    "accept-ranges": "bytes",
+    etag: data.etag,
+  };
+  if (data.mtime) headers["last-modified"] = data.mtime.toUTCString();
+  // Generated files (boot.cfg per client) must not be cached by proxies between firmware and us.
+  if (noStore) headers["cache-control"] = "no-store";
+
+  if (noneMatch(req.header("if-none-match"), data.etag) || (!req.header("if-none-match") && notModifiedSince(req.header("if-modified-since"), data.mtime))) {
+    return { ...base, status: 304, headers, body: undefined };
+  }
+  const size = data.size;
+  const range = ifRangeMatches(req.header("if-range"), data.etag, data.mtime) ? resolveRange(req.header("range"), size) : { kind: "full" as const };
+  if (range.kind === "unsatisfiable") {
+    headers["content-range"] = `bytes */${size}`;
+    headers["content-length"] = "0";
+    return { ...base, status: 416, headers, body: undefined };
+  }
+  const start = range.kind === "partial" ? range.start : 0;
+  const end = range.kind === "partial" ? range.end : size;
+  headers["content-length"] = String(end - start);
+  if (range.kind === "partial") headers["content-range"] = `bytes ${start}-${end - 1}/${size}`;
+  return {
+    ...base,
+    status: range.kind === "partial" ? 206 : 200,
+    headers,
+    body: req.method === "HEAD" ? undefined : { kind: "file", data, start, end },
+  };
+}
+
+function notModifiedSince(header: string | null | undefined, mtime: Date | undefined): boolean {
+  if (!header || !mtime) return false;
+  const t = Date.parse(header);
+  return !Number.isNaN(t) && Math.floor(mtime.getTime() / 1000) * 1000 <= t;
+}
+
+function html(req: HttpRequest, title: string, items: string[], base: { path: string; mac: Mac | undefined; note: string | undefined }, server: string): HttpResponse {
+  const text = `<!doctype html><meta charset="utf-8"><title>${esc(title)}</title><h1>${esc(title)}</h1><ul>\n${items.join("\n")}\n</ul>\n`;
+  const bytes = new TextEncoder().encode(text);
+  return {
+    ...base,
+    status: 200,
+    headers: { server, "content-type": "text/html; charset=utf-8", "content-length": String(bytes.length), "cache-control": "no-store" },
+    body: req.method === "HEAD" ? undefined : { kind: "bytes", bytes },
+  };
+}
+
+function index(req: HttpRequest, files: BootFiles, base: { path: string; mac: Mac | undefined; note: string | undefined }, server: string): HttpResponse {
+  const items = files.config.images.map((i) => {
+    const label = i.esxi ? `${i.esxi.displayName}` : i.tree.kind;
+    return `<li><a href="/${encodeURIComponent(i.name)}/">${esc(i.name)}</a>: ${esc(label)}${i.esxi ? ` — <a href="/${encodeURIComponent(i.name)}/boot.cfg">boot.cfg</a>` : ""}</li>`;
+  });
+  return html(req, "netboot", items, base, server);
+}
+
+async function listing(req: HttpRequest, entries: Promise<import("../files/tree.ts").FileInfo[]>, path: string, base: { path: string; mac: Mac | undefined; note: string | undefined }, server: string): Promise<HttpResponse> {
+  const items = (await entries).map((e) => {
+    const name = e.type === "dir" ? `${e.name}/` : e.name;
+    return `<li><a href="${esc(encodeURI(path + name))}">${esc(name)}</a>${e.type === "file" ? ` ${e.size}` : ""}</li>`;
+  });
+  return html(req, `Index of ${path}`, items, base, server);
+}
+
+function esc(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

@@ -1,0 +1,54 @@
+/** Tagged loggers. Library code takes a Logger; only the CLI decides where it goes (consola) or that it is silent. */
+import { createConsola, type ConsolaInstance } from "consola";
+
+export interface Logger {
+  debug(msg: string): void;
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+  child(tag: string): Logger;
+}
+
+export type LogLevel = "silent" | "error" | "warn" | "info" | "debug";
+
+const consolaLevels: Record<LogLevel, number> = { silent: -999, error: 0, warn: 1, info: 3, debug: 4 };
+
+/** consola-backed logger: `[tag]` prefixes, level from --log-level / --verbose / --quiet. */
+export function createLogger(tag: string, level: LogLevel = "info", instance?: ConsolaInstance): Logger {
+  const base = instance ?? createConsola({ level: consolaLevels[level], formatOptions: { date: true, compact: true } });
+  const c = tag ? base.withTag(tag) : base;
+  return {
+    debug: (m) => c.debug(m),
+    info: (m) => c.info(m),
+    warn: (m) => c.warn(m),
+    error: (m) => c.error(m),
+    child: (t) => createLogger(tag ? `${tag}:${t}` : t, level, base),
+  };
+}
+
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+  child: () => silentLogger,
+};
+
+export interface LogLine {
+  level: Exclude<LogLevel, "silent">;
+  tag: string;
+  msg: string;
+}
+
+/** Collects lines in memory; tests assert on what a service logged. */
+export function memoryLogger(lines: LogLine[] = [], tag = ""): Logger & { lines: LogLine[] } {
+  const at = (level: LogLine["level"]) => (msg: string) => void lines.push({ level, tag, msg });
+  return {
+    lines,
+    debug: at("debug"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
+    child: (t) => memoryLogger(lines, tag ? `${tag}:${t}` : t),
+  };
+}
