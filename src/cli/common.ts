@@ -22,8 +22,8 @@ export async function guard(body: () => Promise<void>): Promise<void> {
     await body();
   } catch (err) {
     if (err instanceof NetbootError) {
-      consola.error(err.message);
-      if (err instanceof ServiceError && err.hint) consola.info(err.hint);
+      // One line: what went wrong, then what to do about it.
+      consola.error(err instanceof ServiceError && err.hint ? `${err.message}: ${err.hint}` : err.message);
       process.exit(err instanceof ConfigError ? 2 : 1);
     }
     throw err;

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startApp } from "../app.ts";
 import { validateServeConfig } from "../config.ts";
-import { sampleIsoPath, sampleKickstart } from "../demo/sample.ts";
+import { readSampleIso, sampleKickstart } from "../demo/sample.ts";
 import { walkLikeMboot } from "../demo/walk.ts";
 import { parseMac } from "../wire/mac.ts";
 import { parseIntArg } from "./args.ts";
@@ -29,7 +29,12 @@ export default defineCommand({
       const dir = await mkdtemp(join(tmpdir(), "netboot-demo-"));
       const ks = join(dir, "ks.cfg");
       await writeFile(ks, sampleKickstart);
-      const source = args.source ?? sampleIsoPath;
+      let source = args.source;
+      if (!source) {
+        // A real file, so the server reads it in place exactly as it would a user's ISO.
+        source = join(dir, "esxi-sample.iso");
+        await writeFile(source, await readSampleIso());
+      }
       const app = await startApp(
         validateServeConfig({
           source,

@@ -39,7 +39,8 @@ export interface HttpServerHandle {
 const STREAM_CHUNK = 1 << 20;
 
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
-  const runtime = opts.runtime ?? (typeof Bun !== "undefined" ? "bun" : "node");
+  const forced = process.env.NETBOOT_HTTP_EDGE;
+  const runtime = opts.runtime ?? (forced === "bun" || forced === "node" ? forced : typeof Bun !== "undefined" ? "bun" : "node");
   return runtime === "bun" ? startBun(opts) : startNode(opts);
 }
 
@@ -162,7 +163,7 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
   try {
     response = await opts.app({
       method: req.method ?? "GET",
-      target: req.url ?? "/",
+      target: normalizeTarget(req.url ?? "/"),
       header: (n) => {
         const v = req.headers[n.toLowerCase()];
         return Array.isArray(v) ? v.join(", ") : v;
@@ -213,6 +214,21 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
   } catch (err) {
     opts.log.warn(`${response.path}: read failed mid-transfer: ${(err as Error).message}`);
     res.destroy();
+  }
+}
+
+/**
+ * Resolves dot segments and backslashes the way Bun.serve (WHATWG URL) already has before our handler
+ * sees a path, so both runtimes answer the same: "/esxi/EFI/../B.B00" is B.B00, and nothing can climb
+ * above "/" (RFC 3986 §5.2.4). Encoded separators and NUL stay encoded and are refused by the handler.
+ */
+function normalizeTarget(raw: string): string {
+  if (!raw.startsWith("/")) return raw;
+  try {
+    const u = new URL(raw, "http://netboot.invalid");
+    return u.pathname + u.search;
+  } catch {
+    return raw;
   }
 }
 

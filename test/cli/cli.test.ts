@@ -1,0 +1,169 @@
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import pkg from "../../package.json" with { type: "json" };
+import { sampleIso } from "../helpers/app.ts";
+import { bun, cli, freePort, repo, waitFor } from "../helpers/cli.ts";
+import { requireTool, sha256, tempDir, xorrisoListing } from "../helpers/tools.ts";
+
+requireTool("xorriso");
+
+describe("help and version", () => {
+  test("--version prints the package version", async () => {
+    const r = await cli(["--version"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(pkg.version);
+  });
+
+  test("--help lists every command; each command has its own --help", async () => {
+    const r = await cli(["--help"]);
+    expect(r.code).toBe(0);
+    for (const c of ["serve", "demo", "ls", "cat", "bootcfg"]) expect(r.stdout).toContain(c);
+    const expectations: Record<string, string[]> = {
+      serve: ["--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt"],
+      demo: ["--http-port", "--mac", "--serve"],
+      ls: ["SOURCE", "--recursive"],
+      cat: ["SOURCE", "PATH"],
+      bootcfg: ["--server", "--mac", "--ks", "--bios"],
+    };
+    for (const [cmd, flags] of Object.entries(expectations)) {
+      const h = await cli([cmd, "--help"]);
+      expect({ cmd, code: h.code }).toEqual({ cmd, code: 0 });
+      for (const f of flags) expect({ cmd, has: h.stdout.includes(f) ? f : undefined }).toEqual({ cmd, has: f });
+    }
+  });
+});
+
+describe("ls, cat, bootcfg", () => {
+  const want = xorrisoListing(sampleIso);
+
+  test("ls -R lists what xorriso extracts", async () => {
+    const r = await cli(["ls", sampleIso, "/", "-R"]);
+    expect(r.code).toBe(0);
+    const listed = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/));
+    const paths = listed.map((p) => p[2]!.replace(/\/$/, ""));
+    const names = new Set(paths.map((p) => (p.startsWith("/") ? p : `/${p}`)));
+    for (const [p, e] of want) {
+      expect(names.has(p)).toBe(true);
+      const row = listed.find((x) => x[2]!.replace(/\/$/, "") === p || `/${x[2]!.replace(/\/$/, "")}` === p)!;
+      expect(row[1]).toBe(e.type === "dir" ? "-" : String(e.size));
+    }
+  });
+
+  test("ls of a directory, any case", async () => {
+    const r = await cli(["ls", sampleIso, "efi/boot"]);
+    expect(r.stdout).toContain("BOOTX64.EFI");
+    expect(r.stdout).toContain("BOOT.CFG");
+  });
+
+  test("cat writes the file as stored, byte-exact", async () => {
+    for (const p of ["boot.cfg", "/B.B00", "efi/boot/bootx64.efi;1"]) {
+      const proc = Bun.spawn([bun, join(repo, "src/main.ts"), "cat", sampleIso, p], { stdout: "pipe" });
+      const out = new Uint8Array(await new Response(proc.stdout).arrayBuffer());
+      expect(await proc.exited).toBe(0);
+      const key = [...want.keys()].find((k) => k.toLowerCase() === ("/" + p.replace(/^\//, "").replace(/;1$/, "")).toLowerCase())!;
+      expect(sha256(out)).toBe(want.get(key)!.sha256!);
+    }
+  });
+
+  test("bootcfg prints the rewritten boot.cfg", async () => {
+    const r = await cli(["bootcfg", sampleIso, "--server", "http://10.0.0.1:8080", "--mac", "AA-BB-CC-DD-EE-FF", "--ks", "http://10.0.0.1:8080/ks/{mac}.cfg", "--name", "esxi"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("prefix=http://10.0.0.1:8080/esxi/\n");
+    expect(r.stdout).toContain("kernelopt=runweasel ks=http://10.0.0.1:8080/ks/01-aa-bb-cc-dd-ee-ff.cfg\n");
+    expect(r.stdout).toMatch(/modules=jumpstrt\.gz --- useropts\.gz/);
+  });
+});
+
+describe("errors: one clear line and a non-zero exit", () => {
+  test("missing source", async () => {
+    const r = await cli(["ls", "/nonexistent/esxi.iso"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("/nonexistent/esxi.iso: no such file or directory");
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  test("not an ISO", async () => {
+    const r = await cli(["ls", join(repo, "package.json")]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("not an ISO 9660 image");
+  });
+
+  test("bad arguments exit 2", async () => {
+    for (const args of [
+      ["serve", sampleIso, "--ip", "10.0.0.300"],
+      ["serve", sampleIso, "--ip", "127.0.0.1", "--http-port", "http"],
+      ["serve", sampleIso, "--ip", "127.0.0.1", "--name", "../x"],
+      ["bootcfg", sampleIso, "--server", "ftp://x"],
+      ["bootcfg", sampleIso, "--server", "http://x", "--mac", "zz"],
+    ]) {
+      const r = await cli(args);
+      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+      expect(r.stderr.trim().split("\n").filter((l) => l.trim()).length).toBeLessThanOrEqual(2);
+    }
+  });
+
+  test("port in use: says so and suggests --http-port", async () => {
+    const blocker = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("") });
+    try {
+      const r = await cli(["serve", sampleIso, "--ip", "127.0.0.1", "--http-port", String(blocker.port)]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`HTTP port ${blocker.port} on 127.0.0.1 is already in use`);
+      expect(r.stderr).toContain("--http-port 8080");
+    } finally {
+      blocker.stop(true);
+    }
+  });
+
+  test("privileged port without rights: says to use sudo or --http-port", async () => {
+    requireTool("setpriv");
+    if (process.getuid?.() !== 0) throw new Error("this test drops root with setpriv; run the suite as root (CI does)");
+    const dir = tempDir();
+    const r = await cli(["serve", sampleIso, "--ip", "127.0.0.1", "--http-port", "81"], {
+      cmd: ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", bun, join(repo, "src/main.ts")],
+      env: { HOME: dir, BUN_INSTALL_CACHE_DIR: dir, TMPDIR: dir },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("no permission to listen on HTTP port 81");
+    expect(r.stderr).toMatch(/sudo.*--http-port 8080/);
+  });
+});
+
+describe("serve", () => {
+  test("serves until SIGTERM, then exits 0", async () => {
+    const port = await freePort();
+    const proc = Bun.spawn([bun, join(repo, "src/main.ts"), "serve", sampleIso, "--ip", "127.0.0.1", "--http-port", String(port), "--name", "esxi"], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, NO_COLOR: "1" },
+    });
+    try {
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/esxi/b.b00`).catch(() => undefined))?.status === 200, 15_000, "serve");
+      const cfg = await (await fetch(`http://127.0.0.1:${port}/esxi/boot.cfg`)).text();
+      expect(cfg).toContain(`prefix=http://127.0.0.1:${port}/esxi/`);
+      proc.kill("SIGTERM");
+      expect(await proc.exited).toBe(0);
+      const log = await new Response(proc.stderr).text() + (await new Response(proc.stdout).text());
+      expect(log).toContain("ESXi 8.0.2 (22380479)");
+      expect(log).toMatch(/127\.0\.0\.1 "GET \/esxi\/boot\.cfg" 200/);
+    } finally {
+      proc.kill("SIGKILL");
+    }
+  });
+
+  test("the demo command passes (the README's first command)", async () => {
+    const r = await cli(["demo"], { timeoutMs: 60_000 });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/summary: 17 fetches, \d+ bytes .* 0 problems: PASS/);
+    expect(r.stdout).toContain("kickstart");
+  });
+
+  test("package.json's start script is the demo", () => {
+    const p = JSON.parse(readFileSync(join(repo, "package.json"), "utf8"));
+    expect(p.scripts.start).toContain("demo");
+    expect(p.bin.netboot).toBe("src/main.ts");
+  });
+});

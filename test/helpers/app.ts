@@ -1,0 +1,52 @@
+/** Starts the whole app on loopback for a test, with a capturing logger. */
+import { join } from "node:path";
+import { startApp, type AppHandle, type AppHooks } from "../../src/app.ts";
+import type { ServeConfig } from "../../src/config.ts";
+import { validateServeConfig } from "../../src/config.ts";
+import { memoryLogger, type LogLine } from "../../src/log.ts";
+
+export const sampleIso = join(import.meta.dir, "..", "..", "scripts", "sample-esxi.iso");
+
+export interface TestApp extends AppHandle {
+  logs: LogLine[];
+  url(path: string): string;
+}
+
+export async function startTestApp(
+  over: Partial<Omit<ServeConfig, "boot">> & { boot?: Partial<ServeConfig["boot"]> } = {},
+  hooks: AppHooks = {},
+): Promise<TestApp> {
+  const log = memoryLogger();
+  const config = validateServeConfig({
+    source: over.source ?? sampleIso,
+    name: over.name ?? "esxi",
+    ip: over.ip ?? "127.0.0.1",
+    bind: over.bind ?? "127.0.0.1",
+    http: over.http ?? { port: 0 },
+    boot: { ks: undefined, keepCdromBoot: false, extraKernelopt: undefined, ...over.boot },
+  });
+  const app = await startApp(config, log, hooks);
+  return Object.assign(app, { logs: log.lines, url: (p: string) => `${app.httpBase}${p}` });
+}
+
+/** `curl` with the given args; returns status, headers (lower-case) and body bytes. */
+export async function curl(args: string[]): Promise<{ status: number; headers: Record<string, string>; body: Uint8Array; stderr: string }> {
+  const { tempDir } = await import("./tools.ts");
+  const dir = tempDir("curl-");
+  const proc = Bun.spawn(["curl", "-s", "-S", "-D", join(dir, "h"), "-o", join(dir, "b"), ...args], { stderr: "pipe" });
+  const stderr = await new Response(proc.stderr).text();
+  await proc.exited;
+  const { readFileSync, existsSync } = await import("node:fs");
+  const raw = existsSync(join(dir, "h")) ? readFileSync(join(dir, "h"), "utf8") : "";
+  const blocks = raw.split(/\r?\n\r?\n/).filter((b) => b.startsWith("HTTP/"));
+  const last = blocks[blocks.length - 1] ?? "";
+  const lines = last.split(/\r?\n/);
+  const status = Number(lines[0]?.split(" ")[1] ?? 0);
+  const headers: Record<string, string> = {};
+  for (const l of lines.slice(1)) {
+    const i = l.indexOf(":");
+    if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+  }
+  const body = existsSync(join(dir, "b")) ? new Uint8Array(readFileSync(join(dir, "b"))) : new Uint8Array(0);
+  return { status, headers, body, stderr };
+}
