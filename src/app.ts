@@ -4,6 +4,7 @@ import { createBootFiles, type BootFiles } from "./boot/files.ts";
 import { imageNameFromSource, loadImage, type BootImage } from "./boot/image.ts";
 import { httpBase, type ServeConfig } from "./config.ts";
 import { ConfigError } from "./errors.ts";
+import { ContentCache } from "./files/cache.ts";
 import { openTree } from "./files/open.ts";
 import { createHttpApp, type HttpRequest, type HttpResponse } from "./http/handler.ts";
 import { startHttpServer, type AccessEntry, type HttpServerHandle } from "./http/server.ts";
@@ -51,7 +52,9 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
 
     // --- HTTP: bind first, so the URLs we hand out carry the port really bound (port 0 in tests). ---
     let app: ((req: HttpRequest) => Promise<HttpResponse>) | undefined;
+    const cache = config.cacheMem > 0 ? new ContentCache(config.cacheMem) : undefined;
     const http = await startHttpServer({
+      cache,
       app: (req) => (app ? app(req) : Promise.reject(new Error("starting up"))),
       host: config.bind,
       port: config.http.port,

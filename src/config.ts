@@ -13,6 +13,8 @@ export interface ServeConfig {
   /** Address the HTTP/TFTP sockets listen on. */
   bind: string;
   http: { port: number };
+  /** Bytes of hot small files kept in memory (0: none); see files/cache.ts. */
+  cacheMem: number;
   boot: {
     /** Kickstart file served at NAME/01-<mac>/ks.cfg and put into kernelopt. */
     ks: string | undefined;
@@ -34,6 +36,7 @@ export function validateServeConfig(c: ServeConfig): ServeConfig {
   c.ip = formatIPv4(parseIPv4(c.ip, "--ip address"));
   c.bind = formatIPv4(parseIPv4(c.bind, "--bind address"));
   validatePort(c.http.port, "--http-port");
+  if (!Number.isInteger(c.cacheMem) || c.cacheMem < 0) throw new ConfigError("E_CACHE", `--cache-mem: ${c.cacheMem} is not a size`);
   return c;
 }
 

@@ -16,6 +16,7 @@ export const serveArgs = {
   bind: { type: "string", description: "Address to listen on (default: the --ip address; 0.0.0.0 for all)", valueHint: "ADDR" },
   "http-port": { type: "string", default: "80", description: "HTTP port", valueHint: "N" },
   name: { type: "string", description: "Image name in URLs (default: from the ISO file name)", valueHint: "NAME" },
+  "cache-mem": { type: "string", default: "512", description: "MiB of memory for hot files (whole files up to a quarter of it; 0: off)", valueHint: "MIB" },
   ks: { type: "string", description: "Kickstart file: served at /NAME/01-<mac>/ks.cfg and put into kernelopt as ks=…", valueHint: "FILE" },
   "keep-cdromboot": { type: "boolean", description: "Keep cdromBoot in kernelopt (dropped by default for network installs)" },
   kernelopt: { type: "string", description: "Extra kernel options appended to kernelopt (e.g. serial console)", valueHint: "OPTS" },
@@ -27,6 +28,7 @@ export interface ServeArgsParsed {
   ip?: string | undefined;
   bind?: string | undefined;
   "http-port"?: string | undefined;
+  "cache-mem"?: string | undefined;
   name?: string | undefined;
   ks?: string | undefined;
   "keep-cdromboot"?: boolean | undefined;
@@ -49,6 +51,7 @@ export function serveConfigFromArgs(args: ServeArgsParsed, findAddress = default
     ip,
     bind: args.bind ?? ip,
     http: { port: parseIntArg(args["http-port"], "--http-port", 80) },
+    cacheMem: parseIntArg(args["cache-mem"], "--cache-mem", 512) * 1024 * 1024,
     boot: { ks: args.ks, keepCdromBoot: args["keep-cdromboot"] ?? false, extraKernelopt: args.kernelopt },
   });
 }

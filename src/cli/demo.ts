@@ -42,6 +42,7 @@ export default defineCommand({
           ip: "127.0.0.1",
           bind: "127.0.0.1",
           http: { port: parseIntArg(args["http-port"], "--http-port", 0) },
+          cacheMem: 64 * 1024 * 1024,
           boot: { ks, keepCdromBoot: false, extraKernelopt: undefined },
         }),
         log,

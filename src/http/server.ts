@@ -5,7 +5,9 @@
 import { createReadStream } from "node:fs";
 import type { Server as NodeServer, IncomingMessage, ServerResponse } from "node:http";
 import { ServiceError } from "../errors.ts";
+import type { ContentCache } from "../files/cache.ts";
 import type { Logger } from "../log.ts";
+import type { FileData } from "../files/tree.ts";
 import type { HttpBody, HttpRequest, HttpResponse } from "./handler.ts";
 
 export interface HttpServerOptions {
@@ -18,6 +20,8 @@ export interface HttpServerOptions {
   runtime?: "bun" | "node";
   /** Called for every finished request (events, counters). */
   onRequest?: (entry: AccessEntry) => void;
+  /** Hot small files answered from memory (see files/cache.ts). */
+  cache?: ContentCache | undefined;
 }
 
 export interface AccessEntry {
@@ -94,7 +98,7 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
         const client = stripV4Mapped(srv.requestIP(req)?.address);
         const res = await opts.app({ method: req.method, target, header: (n) => req.headers.get(n), remoteAddress: client });
         logAccess(opts, { client: client ?? "?", method: req.method, path: res.path, status: res.status, bytes: bodyLength(res.body), mac: res.mac, note: res.note });
-        return new Response(bunBody(res.body), { status: res.status, headers: res.headers });
+        return new Response(await bunBody(res.body, opts.cache), { status: res.status, headers: res.headers });
       },
       error(err) {
         opts.log.warn(`request failed: ${err.message}`);
@@ -113,13 +117,19 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
   };
 }
 
-function bunBody(body: HttpBody | undefined): ConstructorParameters<typeof Response>[0] {
+async function bunBody(body: HttpBody | undefined, cache: ContentCache | undefined): Promise<ConstructorParameters<typeof Response>[0]> {
   if (!body) return null;
   if (body.kind === "bytes") return body.bytes;
   const { data, start, end } = body;
+  const cached = cachedBytes(cache, data);
+  if (cached) return (await cached).subarray(start, end);
   // A window on a local file: Bun sends it with sendfile(2), no copy through JS.
   if (data.local) return Bun.file(data.local.path).slice(data.local.offset + start, data.local.offset + end);
   return byteStream(data, start, end);
+}
+
+function cachedBytes(cache: ContentCache | undefined, data: FileData): Promise<Uint8Array> | undefined {
+  return cache?.get(data.etag, data.size, () => data.read(0, data.size));
 }
 
 function byteStream(data: { read(o: number, n: number): Promise<Uint8Array> }, start: number, end: number): ReadableStream<Uint8Array> {
@@ -189,6 +199,18 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
     return;
   }
   const { data, start, end } = body;
+  const cached = cachedBytes(opts.cache, data);
+  if (cached) {
+    try {
+      const bytes = (await cached).subarray(start, end);
+      res.end(bytes);
+      logAccess(opts, { ...entry, bytes: bytes.length });
+    } catch (err) {
+      opts.log.warn(`${response.path}: read failed: ${(err as Error).message}`);
+      res.destroy();
+    }
+    return;
+  }
   let sent = 0;
   res.on("close", () => logAccess(opts, { ...entry, bytes: sent, note: res.writableFinished ? entry.note : `aborted${entry.note ? `, ${entry.note}` : ""}` }));
   if (end === start) {

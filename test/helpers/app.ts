@@ -23,6 +23,7 @@ export async function startTestApp(
     ip: over.ip ?? "127.0.0.1",
     bind: over.bind ?? "127.0.0.1",
     http: over.http ?? { port: 0 },
+    cacheMem: over.cacheMem ?? 0,
     boot: { ks: undefined, keepCdromBoot: false, extraKernelopt: undefined, ...over.boot },
   });
   const app = await startApp(config, log, hooks);

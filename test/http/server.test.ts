@@ -18,13 +18,20 @@ const bytesOf = (p: string) => {
   return hit[1];
 };
 
-for (const runtime of ["bun", "node"] as const) {
-  describe(`HTTP (${runtime} edge)`, () => {
+const edges = [
+  ["bun", 0],
+  ["node", 0],
+  ["bun", 64 << 20],
+  ["node", 64 << 20],
+] as const;
+
+for (const [runtime, cacheMem] of edges) {
+  describe(`HTTP (${runtime} edge${cacheMem ? ", hot-file cache" : ""})`, () => {
     let app: TestApp;
     const ks = join(tempDir(), "ks.cfg");
     writeFileSync(ks, "vmaccepteula\nrootpw test\ninstall --firstdisk\n");
     beforeAll(async () => {
-      app = await startTestApp({ boot: { ks } }, { httpRuntime: runtime });
+      app = await startTestApp({ boot: { ks }, cacheMem }, { httpRuntime: runtime });
     });
     afterAll(() => app.close());
 

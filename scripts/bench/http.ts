@@ -1,0 +1,95 @@
+/**
+ * HTTP: netboot serving a 256 MiB file from inside an ISO against nginx (sendfile on) serving the same file
+ * extracted, on loopback, in the same run. Single stream (curl) and 16 connections (wrk) on the 1 MiB file.
+ * Server on CPU 0, client on CPU 1 (as in shared/perf); the peers alternate run by run.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Server, benchDir, bun, clientCpus, need, repo, report, runs, serverCpus, sh, table, testData, waitTcp, type Row } from "./lib.ts";
+
+export async function benchHttp(): Promise<void> {
+  need(["nginx", "curl", "wrk", "xorriso", "taskset"]);
+  const data = testData();
+  const wrkSeconds = Number(process.env.WRK_SECONDS ?? 5);
+  const conns = Number(process.env.WRK_CONNS ?? 16);
+
+  const ngxDir = join(benchDir, "nginx");
+  mkdirSync(ngxDir, { recursive: true });
+  writeFileSync(
+    join(ngxDir, "nginx.conf"),
+    `worker_processes auto;
+pid ${ngxDir}/nginx.pid;
+error_log ${ngxDir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on; tcp_nodelay on;
+  keepalive_requests 100000;
+  default_type application/octet-stream;
+  client_body_temp_path ${ngxDir}; proxy_temp_path ${ngxDir}; fastcgi_temp_path ${ngxDir}; uwsgi_temp_path ${ngxDir}; scgi_temp_path ${ngxDir};
+  server { listen 127.0.0.1:8081; root ${data.tree}; }
+}
+`,
+  );
+  const targets = {
+    nginx: { base: "http://127.0.0.1:8081", start: () => new Server("nginx", ["nginx", "-c", join(ngxDir, "nginx.conf"), "-g", "daemon off;"], { cpus: serverCpus }), host: "127.0.0.1", port: 8081 },
+    netboot: {
+      base: "http://127.0.0.9:8089/test",
+      start: () =>
+        new Server("netboot", [bun, join(repo, "src/main.ts"), "serve", data.iso, "--ip", "127.0.0.9", "--http-port", "8089", "--name", "test", "-q"], {
+          cpus: serverCpus,
+          log: join(benchDir, "netboot-http.log"),
+        }),
+      host: "127.0.0.9",
+      port: 8089,
+    },
+  };
+  const bigMd5 = createHash("md5").update(readFileSync(join(data.tree, "BIG.BIN"))).digest("hex");
+
+  const single: Record<string, number[]> = { nginx: [], netboot: [] };
+  const reqs: Record<string, number[]> = { nginx: [], netboot: [] };
+  const mbs: Record<string, number[]> = { nginx: [], netboot: [] };
+  for (const [name, t] of Object.entries(targets)) {
+    const s = t.start();
+    try {
+      await waitTcp(t.host, t.port);
+      const check = sh("sh", ["-c", `curl -sf ${t.base}/BIG.BIN | md5sum`]);
+      if (!check.out.startsWith(bigMd5)) throw new Error(`${name}: BIG.BIN md5 mismatch (${check.out.trim()})`);
+      console.error(`[http] ${name}: BIG.BIN md5 ok`);
+    } finally {
+      await s.stop();
+    }
+  }
+  for (let i = 0; i < runs; i++) {
+    for (const [name, t] of Object.entries(targets)) {
+      const s = t.start();
+      try {
+        await waitTcp(t.host, t.port);
+        const c = sh("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", `${t.base}/BIG.BIN`], { cpus: clientCpus });
+        const [code, size, speed] = c.out.trim().split(" ");
+        if (code === "200" && Number(size) === data.big) single[name]!.push(Number(speed) / 1e6);
+        const w = sh("wrk", [`-t2`, `-c${conns}`, `-d${wrkSeconds}s`, `${t.base}/SMALL.BIN`], { cpus: clientCpus });
+        const rps = /Requests\/sec:\s+([\d.]+)/.exec(w.out)?.[1];
+        const errs = /Non-2xx|Socket errors/.test(w.out);
+        if (rps && !errs) {
+          reqs[name]!.push(Number(rps));
+          mbs[name]!.push((Number(rps) * data.small) / 1e6);
+        }
+        console.error(`[http] run ${i + 1}/${runs} ${name}: curl ${single[name]!.at(-1)?.toFixed(0) ?? "fail"} MB/s, wrk ${rps ?? "fail"} req/s`);
+      } finally {
+        await s.stop();
+      }
+    }
+  }
+  const rows: Row[] = [
+    { test: "http-256MiB-curl (single stream)", unit: "MB/s", values: single },
+    { test: `http-wrk-c${conns}-1MiB`, unit: "req/s", values: reqs },
+    { test: `http-wrk-c${conns}-1MiB`, unit: "MB/s", values: mbs },
+  ];
+  report(
+    "http",
+    `### HTTP (median (min–max) of ${runs} runs; server CPU ${serverCpus}, client CPU ${clientCpus}; netboot reads from inside an ISO, nginx the extracted file)\n\n` +
+      table(rows, ["netboot", "nginx"]),
+  );
+}
