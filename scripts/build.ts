@@ -35,13 +35,16 @@ function run(args: string[]): void {
 
 for (const t of targets) {
   const out = join(dist, `netboot-${t}`);
-  run(["build", "--compile", "--minify-syntax", `--target=bun-${t}`, "src/main.ts", "--outfile", out]);
+  // The TFTP worker thread is a second entry point (Bun bundles workers only when listed).
+  run(["build", "--compile", "--minify-syntax", `--target=bun-${t}`, "src/main.ts", "src/tftp/ffi-worker.ts", "--outfile", out]);
   console.log(`  ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB)`);
 }
 
 if (!flag("--no-node")) {
   rmSync(join(dist, "node"), { recursive: true, force: true });
-  run(["build", "--target=node", "--format=esm", "src/main.ts", "--outdir", join(dist, "node"), "--asset-naming=[name].[ext]"]);
+  // bun:ffi is only imported under Bun (the TFTP worker engine); Node uses the event-loop engine.
+  // --splitting keeps dynamically imported modules in their own chunks, so that one is never loaded by node.
+  run(["build", "--target=node", "--format=esm", "--splitting", "--external", "bun:ffi", "src/main.ts", "--outdir", join(dist, "node"), "--asset-naming=[name].[ext]", "--chunk-naming=chunks/[name]-[hash].[ext]"]);
   // The entry's "#!/usr/bin/env bun" line is for running from source; the bundle is for node.
   const main = join(dist, "node", "main.js");
   writeFileSync(main, readFileSync(main, "utf8").replace(/^#!.*\n(\/\/ @bun\n)?/, "#!/usr/bin/env node\n"));

@@ -9,12 +9,14 @@ import { openTree } from "./files/open.ts";
 import { createHttpApp, type HttpRequest, type HttpResponse } from "./http/handler.ts";
 import { startHttpServer, type AccessEntry, type HttpServerHandle } from "./http/server.ts";
 import type { Logger } from "./log.ts";
+import { startTftpServer, type TftpClientInfo, type TftpServerHandle, type TransferEvent } from "./tftp/server.ts";
 
 export interface AppHandle {
   readonly config: ServeConfig;
   readonly images: readonly BootImage[];
   readonly files: BootFiles;
   readonly http: HttpServerHandle;
+  readonly tftp: TftpServerHandle | undefined;
   /** "http://IP[:PORT]" as clients see it (with the port actually bound). */
   readonly httpBase: string;
   close(): Promise<void>;
@@ -24,6 +26,12 @@ export interface AppHooks {
   onHttpRequest?: (e: AccessEntry) => void;
   /** Tests: force the node:http edge under Bun. */
   httpRuntime?: "bun" | "node";
+  /** Tests: force node:dgram under Bun. */
+  udpRuntime?: "bun" | "node";
+  onTftpTransfer?: (e: TransferEvent) => void;
+  /** Tests: pick the TFTP engine ("auto" by default). */
+  tftpEngine?: "auto" | "event-loop" | "worker";
+  tftpClientInfo?: (address: string) => TftpClientInfo | undefined;
 }
 
 export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks = {}): Promise<AppHandle> {
@@ -68,11 +76,32 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
     app = createHttpApp({ files });
     log.info(`HTTP on ${config.bind}:${http.port}; clients use ${base}/${image.name}/`);
 
+    // --- TFTP: the same namespace as HTTP ---
+    let tftp: TftpServerHandle | undefined;
+    if (config.tftp.enabled) {
+      tftp = await startTftpServer({
+        files,
+        host: config.bind,
+        port: config.tftp.port,
+        log: log.child("tftp"),
+        maxBlksize: config.tftp.maxBlksize,
+        maxWindowsize: config.tftp.maxWindowsize,
+        cache,
+        runtime: hooks.udpRuntime,
+        onTransfer: hooks.onTftpTransfer,
+        clientInfo: hooks.tftpClientInfo,
+        engine: hooks.tftpEngine,
+      });
+      cleanups.push(() => tftp!.close());
+      log.info(`TFTP on ${config.bind}:${tftp.port} (${tftp.engine})`);
+    }
+
     return {
       config,
       images: [image],
       files,
       http,
+      tftp,
       httpBase: base,
       close: closeAll,
     };

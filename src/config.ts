@@ -13,6 +13,14 @@ export interface ServeConfig {
   /** Address the HTTP/TFTP sockets listen on. */
   bind: string;
   http: { port: number };
+  tftp: {
+    enabled: boolean;
+    port: number;
+    /** Largest blksize granted (RFC 2348 allows up to 65464; Mac firmware needs 1460 or less). */
+    maxBlksize: number;
+    /** Largest RFC 7440 windowsize granted. */
+    maxWindowsize: number;
+  };
   /** Bytes of hot small files kept in memory (0: none); see files/cache.ts. */
   cacheMem: number;
   boot: {
@@ -36,6 +44,13 @@ export function validateServeConfig(c: ServeConfig): ServeConfig {
   c.ip = formatIPv4(parseIPv4(c.ip, "--ip address"));
   c.bind = formatIPv4(parseIPv4(c.bind, "--bind address"));
   validatePort(c.http.port, "--http-port");
+  validatePort(c.tftp.port, "--tftp-port");
+  if (!Number.isInteger(c.tftp.maxBlksize) || c.tftp.maxBlksize < 8 || c.tftp.maxBlksize > 65464) {
+    throw new ConfigError("E_BLKSIZE", `--tftp-max-blksize: ${c.tftp.maxBlksize} is outside 8..65464 (RFC 2348)`);
+  }
+  if (!Number.isInteger(c.tftp.maxWindowsize) || c.tftp.maxWindowsize < 1 || c.tftp.maxWindowsize > 65535) {
+    throw new ConfigError("E_WINDOWSIZE", `--tftp-max-windowsize: ${c.tftp.maxWindowsize} is outside 1..65535 (RFC 7440)`);
+  }
   if (!Number.isInteger(c.cacheMem) || c.cacheMem < 0) throw new ConfigError("E_CACHE", `--cache-mem: ${c.cacheMem} is not a size`);
   return c;
 }

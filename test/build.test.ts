@@ -2,7 +2,42 @@
 import { describe, expect, test } from "bun:test";
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { bun, cli, repo } from "./helpers/cli.ts";
+import { bun, cli, freePort, repo, waitFor } from "./helpers/cli.ts";
+import { sampleIso } from "./helpers/app.ts";
+import { requireTool, sha256, tempDir } from "./helpers/tools.ts";
+import { readFileSync } from "node:fs";
+
+/** Serves the sample with `argv`, fetches B.B00 by TFTP (tftp-hpa) and by HTTP, returns the log. */
+async function serveAndFetch(argv: string[]): Promise<string> {
+  requireTool("tftp");
+  const http = await freePort();
+  const tftp = 20000 + (http % 20000);
+  const proc = Bun.spawn([...argv, "serve", sampleIso, "--ip", "127.0.0.1", "--http-port", String(http), "--tftp-port", String(tftp), "--name", "esxi"], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  let log = "";
+  const pump = async (s: ReadableStream<Uint8Array>) => {
+    for await (const c of s) log += new TextDecoder().decode(c);
+  };
+  void pump(proc.stdout as ReadableStream<Uint8Array>);
+  void pump(proc.stderr as ReadableStream<Uint8Array>);
+  try {
+    await waitFor(() => log.includes("ready:"), 20_000, "server start");
+    const dir = tempDir();
+    const get = Bun.spawn(["tftp", "127.0.0.1", String(tftp), "-m", "binary", "-c", "get", "esxi/B.B00", `${dir}/b`]);
+    expect(await get.exited).toBe(0);
+    const viaHttp = new Uint8Array(await (await fetch(`http://127.0.0.1:${http}/esxi/B.B00`)).arrayBuffer());
+    expect(sha256(readFileSync(`${dir}/b`))).toBe(sha256(viaHttp));
+    expect(viaHttp.length).toBe(65536);
+    await waitFor(() => log.includes("sent esxi/B.B00"), 5000, "transfer log");
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+  return log;
+}
 
 const host = `${process.platform === "darwin" ? "darwin" : "linux"}-${process.arch === "arm64" ? "arm64" : "x64"}`;
 
@@ -27,6 +62,16 @@ describe("build", () => {
     expect(d.stdout).toContain("0 problems: PASS");
     expect(d.code).toBe(0);
   }, 120_000);
+
+  test("host binary: serves HTTP and TFTP, TFTP on the worker engine", async () => {
+    const log = await serveAndFetch([join(repo, "dist", `netboot-${host}`)]);
+    expect(log).toMatch(/TFTP on 127\.0\.0\.1:\d+ \(worker/);
+  }, 60_000);
+
+  test("Node 20 bundle: serves HTTP and TFTP (event-loop engine)", async () => {
+    const log = await serveAndFetch(["node", join(repo, "dist/node/main.js")]);
+    expect(log).toMatch(/TFTP on 127\.0\.0\.1:\d+ \(event-loop\)/);
+  }, 60_000);
 
   test("Node 20 bundle: the same demo under node", async () => {
     const d = await cli(["demo"], { cmd: ["node", join(repo, "dist/node/main.js")], timeoutMs: 60_000 });

@@ -16,6 +16,10 @@ export const serveArgs = {
   bind: { type: "string", description: "Address to listen on (default: the --ip address; 0.0.0.0 for all)", valueHint: "ADDR" },
   "http-port": { type: "string", default: "80", description: "HTTP port", valueHint: "N" },
   name: { type: "string", description: "Image name in URLs (default: from the ISO file name)", valueHint: "NAME" },
+  tftp: { type: "boolean", default: true, description: "Serve TFTP (the same files as HTTP)", negativeDescription: "Do not serve TFTP" },
+  "tftp-port": { type: "string", default: "69", description: "TFTP port", valueHint: "N" },
+  "tftp-max-blksize": { type: "string", default: "65464", description: "Largest TFTP blksize granted (RFC 2348)", valueHint: "N" },
+  "tftp-max-windowsize": { type: "string", default: "64", description: "Largest TFTP windowsize granted (RFC 7440)", valueHint: "N" },
   "cache-mem": { type: "string", default: "512", description: "MiB of memory for hot files (whole files up to a quarter of it; 0: off)", valueHint: "MIB" },
   ks: { type: "string", description: "Kickstart file: served at /NAME/01-<mac>/ks.cfg and put into kernelopt as ks=…", valueHint: "FILE" },
   "keep-cdromboot": { type: "boolean", description: "Keep cdromBoot in kernelopt (dropped by default for network installs)" },
@@ -29,6 +33,10 @@ export interface ServeArgsParsed {
   bind?: string | undefined;
   "http-port"?: string | undefined;
   "cache-mem"?: string | undefined;
+  tftp?: boolean | undefined;
+  "tftp-port"?: string | undefined;
+  "tftp-max-blksize"?: string | undefined;
+  "tftp-max-windowsize"?: string | undefined;
   name?: string | undefined;
   ks?: string | undefined;
   "keep-cdromboot"?: boolean | undefined;
@@ -52,6 +60,12 @@ export function serveConfigFromArgs(args: ServeArgsParsed, findAddress = default
     bind: args.bind ?? ip,
     http: { port: parseIntArg(args["http-port"], "--http-port", 80) },
     cacheMem: parseIntArg(args["cache-mem"], "--cache-mem", 512) * 1024 * 1024,
+    tftp: {
+      enabled: args.tftp ?? true,
+      port: parseIntArg(args["tftp-port"], "--tftp-port", 69),
+      maxBlksize: parseIntArg(args["tftp-max-blksize"], "--tftp-max-blksize", 65464),
+      maxWindowsize: parseIntArg(args["tftp-max-windowsize"], "--tftp-max-windowsize", 64),
+    },
     boot: { ks: args.ks, keepCdromBoot: args["keep-cdromboot"] ?? false, extraKernelopt: args.kernelopt },
   });
 }

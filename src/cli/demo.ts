@@ -43,6 +43,7 @@ export default defineCommand({
           bind: "127.0.0.1",
           http: { port: parseIntArg(args["http-port"], "--http-port", 0) },
           cacheMem: 64 * 1024 * 1024,
+          tftp: { enabled: false, port: 0, maxBlksize: 65464, maxWindowsize: 64 },
           boot: { ks, keepCdromBoot: false, extraKernelopt: undefined },
         }),
         log,

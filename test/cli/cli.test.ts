@@ -20,7 +20,7 @@ describe("help and version", () => {
     expect(r.code).toBe(0);
     for (const c of ["serve", "demo", "ls", "cat", "bootcfg"]) expect(r.stdout).toContain(c);
     const expectations: Record<string, string[]> = {
-      serve: ["--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt"],
+      serve: ["--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt", "--no-tftp", "--tftp-port", "--tftp-max-blksize", "--tftp-max-windowsize", "--cache-mem"],
       demo: ["--http-port", "--mac", "--serve"],
       ls: ["SOURCE", "--recursive"],
       cat: ["SOURCE", "PATH"],
@@ -97,12 +97,27 @@ describe("errors: one clear line and a non-zero exit", () => {
       ["serve", sampleIso, "--ip", "10.0.0.300"],
       ["serve", sampleIso, "--ip", "127.0.0.1", "--http-port", "http"],
       ["serve", sampleIso, "--ip", "127.0.0.1", "--name", "../x"],
+      ["serve", sampleIso, "--ip", "127.0.0.1", "--tftp-max-blksize", "70000"],
+      ["serve", sampleIso, "--ip", "127.0.0.1", "--tftp-port", "99999"],
       ["bootcfg", sampleIso, "--server", "ftp://x"],
       ["bootcfg", sampleIso, "--server", "http://x", "--mac", "zz"],
     ]) {
       const r = await cli(args);
       expect({ args, code: r.code }).toEqual({ args, code: 2 });
       expect(r.stderr.trim().split("\n").filter((l) => l.trim()).length).toBeLessThanOrEqual(2);
+    }
+  });
+
+  test("TFTP port in use: says so and suggests --tftp-port", async () => {
+    const blocker = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
+    try {
+      const http = await freePort();
+      const r = await cli(["serve", sampleIso, "--ip", "127.0.0.1", "--http-port", String(http), "--tftp-port", String(blocker.port)]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`TFTP port ${blocker.port} on 127.0.0.1 is already in use`);
+      expect(r.stderr).toContain("--tftp-port");
+    } finally {
+      blocker.close();
     }
   });
 

@@ -13,7 +13,7 @@ export interface TestApp extends AppHandle {
 }
 
 export async function startTestApp(
-  over: Partial<Omit<ServeConfig, "boot">> & { boot?: Partial<ServeConfig["boot"]> } = {},
+  over: Partial<Omit<ServeConfig, "boot" | "tftp">> & { boot?: Partial<ServeConfig["boot"]>; tftp?: Partial<ServeConfig["tftp"]> } = {},
   hooks: AppHooks = {},
 ): Promise<TestApp> {
   const log = memoryLogger();
@@ -24,6 +24,7 @@ export async function startTestApp(
     bind: over.bind ?? "127.0.0.1",
     http: over.http ?? { port: 0 },
     cacheMem: over.cacheMem ?? 0,
+    tftp: { enabled: false, port: 0, maxBlksize: 65464, maxWindowsize: 64, ...over.tftp },
     boot: { ks: undefined, keepCdromBoot: false, extraKernelopt: undefined, ...over.boot },
   });
   const app = await startApp(config, log, hooks);

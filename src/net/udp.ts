@@ -1,0 +1,149 @@
+/**
+ * UDP sockets behind one small interface, so the protocol servers run on Bun (Bun.udpSocket: sendMany,
+ * a file descriptor for SO_BINDTODEVICE) and on Node (node:dgram) alike.
+ */
+import { ServiceError } from "../errors.ts";
+
+export interface UdpSocket {
+  readonly address: string;
+  readonly port: number;
+  /** The socket's descriptor (Bun), for setsockopt through FFI. */
+  readonly fd: number | undefined;
+  /** False when the kernel buffer was full and the datagram was not sent (onDrain follows). */
+  send(data: Uint8Array, port: number, address: string): boolean;
+  /** Several datagrams to one peer (a TFTP window) in one system call where the runtime can; returns how many went. */
+  sendMany(packets: readonly Uint8Array[], port: number, address: string): number;
+  setBroadcast(on: boolean): void;
+  close(): void;
+}
+
+export type UdpHandler = (data: Uint8Array, address: string, port: number) => void;
+
+export interface UdpOptions {
+  address: string;
+  port: number;
+  onMessage: UdpHandler;
+  /** What the socket is for, in error messages ("TFTP", "DHCP"). */
+  service: string;
+  /** CLI flag that changes the port, for the hint on EACCES/EADDRINUSE. */
+  portFlag?: string;
+  reuseAddr?: boolean;
+  runtime?: "bun" | "node";
+  /** Connect to one peer: the kernel drops datagrams from anyone else, and sends skip the route lookup. */
+  connect?: { address: string; port: number };
+  /** The socket can take datagrams again after a send returned false / short. */
+  onDrain?: () => void;
+}
+
+export async function openUdp(opts: UdpOptions): Promise<UdpSocket> {
+  const runtime = opts.runtime ?? (typeof Bun !== "undefined" ? "bun" : "node");
+  try {
+    return runtime === "bun" ? await openBun(opts) : await openNode(opts);
+  } catch (err) {
+    throw udpError(err, opts);
+  }
+}
+
+// --- internal ---
+
+function udpError(err: unknown, opts: UdpOptions): ServiceError {
+  if (err instanceof ServiceError) return err;
+  const code = (err as { code?: string }).code ?? "";
+  const msg = (err as Error).message ?? String(err);
+  const flag = opts.portFlag ? ` (or ${opts.portFlag} N)` : "";
+  if (code === "EACCES" || code === "EPERM" || /permission/i.test(msg)) {
+    return new ServiceError(`E_${opts.service}_PORT_DENIED`, `no permission to use ${opts.service} port ${opts.port}`, `run with sudo${flag}`);
+  }
+  if (code === "EADDRINUSE" || /in use/i.test(msg)) {
+    return new ServiceError(`E_${opts.service}_PORT_IN_USE`, `${opts.service} port ${opts.port} on ${opts.address} is already in use`, `stop the other server${flag}`);
+  }
+  if (code === "EADDRNOTAVAIL" || /not available|cannot assign/i.test(msg)) {
+    return new ServiceError(`E_${opts.service}_ADDRESS`, `cannot use ${opts.address} for ${opts.service}: no such local address`, "pick an address of this machine with --ip / --bind");
+  }
+  return new ServiceError(`E_${opts.service}_LISTEN`, `cannot open ${opts.service} socket on ${opts.address}:${opts.port}: ${msg}`, undefined, { cause: err });
+}
+
+async function openBun(opts: UdpOptions): Promise<UdpSocket> {
+  const handlers = {
+    data(_sock: unknown, buf: Uint8Array, port: number, addr: string) {
+      opts.onMessage(buf, addr, port);
+    },
+    drain() {
+      opts.onDrain?.();
+    },
+  };
+  if (opts.connect) {
+    const c = await Bun.udpSocket({
+      hostname: opts.address,
+      port: opts.port,
+      binaryType: "uint8array",
+      connect: { hostname: opts.connect.address, port: opts.connect.port },
+      socket: handlers,
+    });
+    return {
+      address: opts.address,
+      port: c.port,
+      fd: (c as unknown as { fd?: number }).fd,
+      send: (data) => c.send(data),
+      sendMany: (packets) => (packets.length === 1 ? (c.send(packets[0]!) ? 1 : 0) : c.sendMany(packets)),
+      setBroadcast: (on) => void c.setBroadcast(on),
+      close: () => c.close(),
+    };
+  }
+  const s = await Bun.udpSocket({ hostname: opts.address, port: opts.port, binaryType: "uint8array", socket: handlers });
+  return {
+    address: opts.address,
+    port: s.port,
+    fd: (s as unknown as { fd?: number }).fd,
+    send: (data, port, address) => s.send(data, port, address),
+    sendMany(packets, port, address) {
+      if (packets.length === 1) return s.send(packets[0]!, port, address) ? 1 : 0;
+      const args: Array<Uint8Array | number | string> = [];
+      for (const p of packets) args.push(p, port, address);
+      return s.sendMany(args as never);
+    },
+    setBroadcast: (on) => void s.setBroadcast(on),
+    close: () => s.close(),
+  };
+}
+
+async function openNode(opts: UdpOptions): Promise<UdpSocket> {
+  const dgram = await import("node:dgram");
+  const s = dgram.createSocket({ type: "udp4", reuseAddr: opts.reuseAddr ?? false });
+  s.on("message", (msg, rinfo) => opts.onMessage(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), rinfo.address, rinfo.port));
+  await new Promise<void>((resolve, reject) => {
+    s.once("error", reject);
+    s.bind(opts.port, opts.address, () => {
+      s.off("error", reject);
+      resolve();
+    });
+  });
+  // Send errors (ICMP unreachable reported on the next call, etc.) must not kill the server.
+  s.on("error", () => {});
+  const connected = opts.connect;
+  if (connected) await new Promise<void>((resolve) => s.connect(connected.port, connected.address, () => resolve()));
+  // node:dgram queues datagrams itself and copies them when queued, so a reused buffer is safe.
+  const send = (data: Uint8Array, port: number, address: string) => {
+    if (connected) s.send(Buffer.from(data));
+    else s.send(Buffer.from(data), port, address);
+    return true;
+  };
+  return {
+    address: opts.address,
+    port: s.address().port,
+    fd: undefined,
+    send,
+    sendMany(packets, port, address) {
+      for (const p of packets) send(p, port, address);
+      return packets.length;
+    },
+    setBroadcast: (on) => s.setBroadcast(on),
+    close: () => {
+      try {
+        s.close();
+      } catch {
+        // already closed
+      }
+    },
+  };
+}

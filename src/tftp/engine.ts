@@ -1,0 +1,47 @@
+/** What a transfer engine gets and reports. Two engines: the event loop (any runtime) and the Linux worker. */
+import type { FileData } from "../files/tree.ts";
+import type { Mac } from "../wire/mac.ts";
+import type { Granted } from "./negotiate.ts";
+import type { TftpTiming } from "./rto.ts";
+
+export interface TransferSpec {
+  client: { address: string; port: number };
+  /** Local address the transfer's socket is bound to. */
+  host: string;
+  /** The file name as the client asked for it (for logs). */
+  file: string;
+  data: FileData;
+  /** The whole file, when it is in memory already (hot-file cache, generated files). */
+  bytes: Uint8Array | undefined;
+  granted: Granted;
+  timing: TftpTiming;
+  mac: Mac | undefined;
+}
+
+export interface TransferEvent {
+  client: string;
+  file: string;
+  outcome: "sent" | "failed" | "refused" | "rejected";
+  /** Why, for failed/refused/rejected (or a note on a sent one). */
+  reason: string | undefined;
+  bytes: number;
+  blksize: number;
+  windowsize: number;
+  seconds: number;
+  retransmits: number;
+  mac: Mac | undefined;
+  engine: string;
+}
+
+export interface TransferEngine {
+  readonly name: string;
+  readonly active: number;
+  /** Rejects when the transfer could not be set up (no socket); otherwise reports through onEnd. */
+  start(spec: TransferSpec, onEnd: (e: TransferEvent) => void): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function transferLine(e: TransferEvent): string {
+  const verb = e.outcome === "sent" ? `sent ${e.file} to` : `${e.outcome} ${e.file} for`;
+  return `${verb} ${e.client}: ${e.bytes} bytes, blksize ${e.blksize}, windowsize ${e.windowsize}, ${e.seconds.toFixed(3)} s, ${e.retransmits} retransmits${e.reason ? ` (${e.reason})` : ""}`;
+}

@@ -1,0 +1,28 @@
+/** Messages between the TFTP engine (main thread) and its worker thread. */
+import type { TransferEvent } from "./engine.ts";
+
+export interface WorkerStart {
+  type: "start";
+  id: number;
+  host: string;
+  client: { address: string; port: number };
+  file: string;
+  size: number;
+  /** Where the blocks come from: a window of a local file (mapped once), or bytes handed over. */
+  source: { kind: "file"; path: string; fileSize: number; offset: number } | { kind: "bytes"; buffer: ArrayBuffer };
+  blksize: number;
+  windowsize: number;
+  timeout: number | undefined;
+  /** Encoded OACK packet, when options were acknowledged. */
+  oack: ArrayBuffer | undefined;
+  timing: { initialMs: number; minMs: number; maxMs: number; retries: number };
+  mac: string | undefined;
+}
+
+export type ToWorker = { type: "init"; wakeFd: number } | WorkerStart | { type: "close" };
+
+export type FromWorker =
+  | { type: "ready" }
+  | { type: "started"; id: number }
+  | { type: "error"; id: number; message: string }
+  | { type: "end"; id: number; event: TransferEvent };

@@ -1,0 +1,181 @@
+/**
+ * TFTP edge: port 69 takes read requests; each transfer runs on its own ephemeral socket bound to the server
+ * address, driven by the pure state machine (transfer.ts). Two engines move the blocks: on Linux under Bun
+ * a worker thread doing the system calls itself (ffi-engine.ts, no event loop per block), elsewhere the
+ * event loop (loop-engine.ts). Blocks are read on demand or from the shared hot-file cache, so memory stays
+ * bounded whatever the number of transfers.
+ */
+import type { BootFiles, ClientHint } from "../boot/files.ts";
+import type { ContentCache } from "../files/cache.ts";
+import { checkRequestPath, tftpPathRules } from "../files/paths.ts";
+import type { FileData } from "../files/tree.ts";
+import { memoryData } from "../files/tree.ts";
+import type { Logger } from "../log.ts";
+import { openUdp } from "../net/udp.ts";
+import type { Mac } from "../wire/mac.ts";
+import { ErrorCode, MAX_BLKSIZE, Opcode } from "./constants.ts";
+import { transferLine, type TransferEngine, type TransferEvent, type TransferSpec } from "./engine.ts";
+import { createLoopEngine } from "./loop-engine.ts";
+import { toNetascii } from "./netascii.ts";
+import { negotiate } from "./negotiate.ts";
+import { decodeTftpPacket, errorPacket } from "./packet.ts";
+import { DEFAULT_TIMING, type TftpTiming } from "./rto.ts";
+
+export type { TransferEvent } from "./engine.ts";
+
+export interface TftpClientInfo {
+  mac?: Mac | undefined;
+  /** Cap for this client (Mac firmware: 1460). */
+  maxBlksize?: number | undefined;
+}
+
+export interface TftpServerOptions {
+  files: BootFiles;
+  host: string;
+  port: number;
+  log: Logger;
+  /** --tftp-max-blksize */
+  maxBlksize?: number;
+  maxWindowsize?: number;
+  /** What the server knows about a client address from its own DHCP/BSDP traffic. */
+  clientInfo?: (address: string) => TftpClientInfo | undefined;
+  cache?: ContentCache | undefined;
+  timing?: Partial<TftpTiming>;
+  maxTransfers?: number;
+  runtime?: "bun" | "node";
+  /** "auto" (default): the worker engine where it runs (Linux, Bun), else the event loop. */
+  engine?: "auto" | "event-loop" | "worker";
+  onTransfer?: (e: TransferEvent) => void;
+}
+
+export interface TftpServerHandle {
+  readonly port: number;
+  /** Transfers in progress. */
+  readonly active: number;
+  readonly engine: string;
+  close(): Promise<void>;
+}
+
+/** Netascii needs the converted size up front (tsize), so the whole file is converted in memory. */
+const MAX_NETASCII = 16 * 1024 * 1024;
+
+export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServerHandle> {
+  const maxTransfers = opts.maxTransfers ?? 512;
+  const timing = { ...DEFAULT_TIMING, ...opts.timing };
+  const loop = createLoopEngine(opts.runtime);
+  const fast = await pickFastEngine(opts);
+  let closed = false;
+
+  const listener = await openUdp({
+    address: opts.host,
+    port: opts.port,
+    service: "TFTP",
+    portFlag: "--tftp-port",
+    runtime: opts.runtime,
+    onMessage: (data, address, port) => {
+      if (closed) return;
+      void onRequest(data, address, port).catch((err) => opts.log.warn(`request from ${address}:${port} failed: ${(err as Error).message}`));
+    },
+  });
+
+  async function onRequest(raw: Uint8Array, address: string, port: number): Promise<void> {
+    let pkt;
+    try {
+      pkt = decodeTftpPacket(raw);
+    } catch (err) {
+      opts.log.debug(`dropped malformed packet from ${address}:${port}: ${(err as Error).message}`);
+      return;
+    }
+    const client = `${address}:${port}`;
+    if (pkt.op !== Opcode.RRQ && pkt.op !== Opcode.WRQ) {
+      opts.log.debug(`dropped opcode ${pkt.op} on the request port from ${client}`);
+      return;
+    }
+    const info = opts.clientInfo?.(address);
+    const kind = pkt.op === Opcode.WRQ ? "WRQ" : "RRQ";
+    const reject = async (code: number, message: string, reason: string) => {
+      opts.log.info(`${client} ${kind} ${pkt.filename}: ${reason}`);
+      opts.onTransfer?.({ client, file: pkt.filename, outcome: "rejected", reason, bytes: 0, blksize: 0, windowsize: 0, seconds: 0, retransmits: 0, mac: info?.mac, engine: "-" });
+      await replyOnce(opts, address, port, errorPacket(code, message));
+    };
+    if (pkt.op === Opcode.WRQ) return reject(ErrorCode.AccessViolation, "read-only server", "write request refused");
+    if (pkt.mode !== "octet" && pkt.mode !== "netascii") return reject(ErrorCode.IllegalOperation, `unsupported mode ${pkt.mode}`, `mode ${pkt.mode} refused`);
+    if (loop.active + (fast?.active ?? 0) >= maxTransfers) return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxTransfers} transfers already running`);
+
+    const checked = checkRequestPath(pkt.filename, tftpPathRules);
+    if (!checked.ok) return reject(ErrorCode.AccessViolation, "access violation", checked.reason);
+    const hint: ClientHint = { address, mac: info?.mac };
+    const resolved = await opts.files.resolve(checked.parts, hint);
+    if (resolved.kind === "missing") return reject(ErrorCode.FileNotFound, "file not found", `not found (${resolved.reason})`);
+    if (resolved.kind === "directory") return reject(ErrorCode.FileNotFound, "file not found", "is a directory");
+
+    let data: FileData = resolved.data;
+    let bytes: Uint8Array | undefined;
+    if (pkt.mode === "netascii") {
+      if (data.size > MAX_NETASCII) return reject(ErrorCode.Undefined, "file too large for netascii, use octet mode", "netascii refused: file too large");
+      bytes = toNetascii(await data.read(0, data.size));
+      data = memoryData(bytes, data.mtime);
+    } else if (!data.local) {
+      // Generated or remote bytes: from the shared cache when they fit (read once for every client).
+      const cached = opts.cache?.get(data.etag, data.size, () => data.read(0, data.size));
+      if (cached) bytes = await cached;
+    }
+    const granted = negotiate(pkt.options, data.size, {
+      maxBlksize: Math.min(opts.maxBlksize ?? MAX_BLKSIZE, info?.maxBlksize ?? MAX_BLKSIZE),
+      maxWindowsize: opts.maxWindowsize,
+    });
+    const spec: TransferSpec = { client: { address, port }, host: opts.host, file: pkt.filename, data, bytes, granted, timing, mac: resolved.mac ?? info?.mac };
+    const engine = fast && fast.accepts(spec) ? fast : loop;
+    opts.log.info(
+      `${client} RRQ ${pkt.filename}: ${data.size} bytes, blksize ${granted.blksize}, windowsize ${granted.windowsize}` +
+        (granted.oack.size ? ` (OACK ${[...granted.oack].map(([k, v]) => `${k}=${v}`).join(" ")})` : ""),
+    );
+    await engine.start(spec, (e) => {
+      if (e.outcome === "failed") opts.log.warn(transferLine(e));
+      else opts.log.info(transferLine(e));
+      opts.onTransfer?.(e);
+    });
+  }
+
+  return {
+    port: listener.port,
+    get active() {
+      return loop.active + (fast?.active ?? 0);
+    },
+    engine: fast ? `${fast.name} (event loop for the rest)` : loop.name,
+    async close() {
+      closed = true;
+      listener.close();
+      await loop.close();
+      await fast?.close();
+    },
+  };
+}
+
+// --- internal ---
+
+interface FastEngine extends TransferEngine {
+  /** The worker serves windows of local files and in-memory bytes; anything else stays on the event loop. */
+  accepts(spec: TransferSpec): boolean;
+}
+
+async function pickFastEngine(opts: TftpServerOptions): Promise<FastEngine | undefined> {
+  const forced = process.env.NETBOOT_TFTP_ENGINE;
+  const want = opts.engine ?? (forced === "event-loop" || forced === "worker" ? forced : "auto");
+  if (want === "event-loop" || opts.runtime === "node" || typeof Bun === "undefined") return undefined;
+  try {
+    const { createFfiEngine } = await import("./ffi-engine.ts");
+    return await createFfiEngine(opts.log);
+  } catch (err) {
+    if (want === "worker") throw err;
+    opts.log.debug(`TFTP worker engine unavailable (${(err as Error).message}); using the event loop`);
+    return undefined;
+  }
+}
+
+/** Errors for a request go out from a fresh port (a new TID), as a transfer would. */
+async function replyOnce(opts: TftpServerOptions, address: string, port: number, packet: Uint8Array): Promise<void> {
+  const s = await openUdp({ address: opts.host, port: 0, service: "TFTP", runtime: opts.runtime, onMessage: () => {} });
+  s.send(packet, port, address);
+  setTimeout(() => s.close(), 200);
+}

@@ -1,0 +1,60 @@
+/** An ESXi-shaped test ISO made with xorriso: stock layout (plain ISO 9660, upper-case 8.3, no RR/Joliet). */
+import { existsSync, mkdirSync, writeFileSync, copyFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { pseudoRandom } from "./iso.ts";
+import { run, tempDir } from "./tools.ts";
+
+export const testModules = ["jumpstrt.gz", "useropts.gz", "features.gz", "k.b00", "uc_intel.b00", "s.v00", "imgdb.tgz", "imgpayld.tgz"];
+
+export const bootCfgText = [
+  "bootstate=0",
+  "title=Loading ESXi installer",
+  "timeout=5",
+  "prefix=",
+  "kernel=/b.b00",
+  "kernelopt=runweasel cdromBoot",
+  `modules=${testModules.map((m) => `/${m}`).join(" --- ")}`,
+  "build=8.0.2-0.0.22380479",
+  "updated=0",
+  "",
+].join("\n");
+
+export interface EsxiIsoOptions {
+  /** A real EFI program for EFI/BOOT/BOOTX64.EFI (firmware tests use iPXE's ipxe.efi). */
+  efi?: string;
+  /** Add BIG.V00 of this many bytes (block-number rollover needs > 32 MiB at blksize 512). */
+  bigBytes?: number;
+  extra?: Record<string, string | Uint8Array>;
+}
+
+const built = new Map<string, string>();
+
+export function makeEsxiIso(opts: EsxiIsoOptions = {}): string {
+  const key = JSON.stringify(opts);
+  const hit = built.get(key);
+  if (hit && existsSync(hit)) return hit;
+  const dir = tempDir("esxi-iso-");
+  const src = join(dir, "src");
+  const put = (p: string, data: string | Uint8Array) => {
+    mkdirSync(dirname(join(src, p)), { recursive: true });
+    writeFileSync(join(src, p), data);
+  };
+  put("BOOT.CFG", bootCfgText);
+  put("EFI/BOOT/BOOT.CFG", bootCfgText);
+  if (opts.efi) {
+    mkdirSync(join(src, "EFI/BOOT"), { recursive: true });
+    copyFileSync(opts.efi, join(src, "EFI/BOOT/BOOTX64.EFI"));
+  } else put("EFI/BOOT/BOOTX64.EFI", pseudoRandom(40_000, 99));
+  put("MBOOT.C32", pseudoRandom(9_000, 98));
+  put("B.B00", pseudoRandom(300_000, 1));
+  testModules.forEach((m, i) => put(m.toUpperCase(), pseudoRandom(1000 + i * 37_001, i + 2)));
+  put("EMPTY.V00", new Uint8Array(0));
+  put("EXACT.V00", pseudoRandom(1468 * 8, 77)); // ends on a block boundary at 1468 and at 512
+  put("UPGRADE/PRECHECK.PY", "print('hello')\n");
+  if (opts.bigBytes) put("BIG.V00", pseudoRandom(opts.bigBytes, 5));
+  for (const [p, d] of Object.entries(opts.extra ?? {})) put(p, d);
+  const iso = join(dir, "esxi.iso");
+  run("xorriso", ["-as", "mkisofs", "--norock", "-V", "ESXI-TEST", "-o", iso, src], { stdio: ["ignore", "ignore", "pipe"] });
+  built.set(key, iso);
+  return iso;
+}
