@@ -3,6 +3,21 @@ import { ConfigError } from "./errors.ts";
 import { isValidImageName } from "./boot/image.ts";
 import { formatIPv4, parseIPv4 } from "./wire/ipv4.ts";
 
+export type DhcpMode = "auto" | "server" | "proxy" | "off";
+
+export interface PoolSpec {
+  start: string;
+  end: string;
+  /** Prefix length of the pool's subnet; the interface's for the local pool when absent. */
+  prefix: number | undefined;
+}
+
+export interface ReservationSpec {
+  mac: string;
+  ip: string;
+  hostname: string | undefined;
+}
+
 export interface ServeConfig {
   /** ISO file (later also a directory, URL or zip). */
   source: string;
@@ -12,6 +27,34 @@ export interface ServeConfig {
   ip: string;
   /** Address the HTTP/TFTP sockets listen on. */
   bind: string;
+  /** The link netboot serves (DHCP answers only there). */
+  iface: string | undefined;
+  /** Prefix length of the served link (from the interface). */
+  prefix: number | undefined;
+  dhcp: {
+    mode: DhcpMode;
+    port: number;
+    pxePort: number;
+    pools: PoolSpec[];
+    router: string | undefined;
+    dns: string[];
+    domain: string | undefined;
+    leaseSeconds: number;
+    reservations: ReservationSpec[];
+    /** Start a DHCP server even though another one answers on the link. */
+    force: boolean;
+    /** How long --dhcp auto/server listen for other servers' offers: dnsmasq pings a new address for 3 s
+     *  before its first OFFER (ISC dhcpd 1 s), so this must be longer. */
+    probeMs: number;
+  };
+  /** Leases (and later: boot state) live here. */
+  stateDir: string;
+  ipxe: {
+    /** --ipxe-dir: where undionly.kpxe, snponly.efi and ipxe.efi are; embedded/system ones otherwise. */
+    dir: string | undefined;
+    /** --no-ipxe: UEFI PXE clients get the ESXi loader by TFTP directly. */
+    disabled: boolean;
+  };
   http: { port: number };
   tftp: {
     enabled: boolean;
@@ -31,6 +74,47 @@ export interface ServeConfig {
   };
 }
 
+/** Every setting's default, in one place. */
+export function defaultConfig(source: string, ip: string): ServeConfig {
+  return {
+    source,
+    name: undefined,
+    ip,
+    bind: ip,
+    iface: undefined,
+    prefix: undefined,
+    http: { port: 80 },
+    cacheMem: 512 * 1024 * 1024,
+    tftp: { enabled: true, port: 69, maxBlksize: 65464, maxWindowsize: 64 },
+    dhcp: { mode: "auto", port: 67, pxePort: 4011, pools: [], router: undefined, dns: [], domain: undefined, leaseSeconds: 3600, reservations: [], force: false, probeMs: 6000 },
+    stateDir: defaultStateDir(),
+    ipxe: { dir: undefined, disabled: false },
+    boot: { ks: undefined, keepCdromBoot: false, extraKernelopt: undefined },
+  };
+}
+
+/** /var/lib/netboot as root, else $XDG_STATE_HOME/netboot or ~/.local/state/netboot. */
+export function defaultStateDir(): string {
+  if (process.getuid?.() === 0) return "/var/lib/netboot";
+  const xdg = process.env.XDG_STATE_HOME;
+  return xdg ? `${xdg}/netboot` : `${process.env.HOME ?? "."}/.local/state/netboot`;
+}
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
+
+/** Defaults overlaid with what was given, one level of sections deep. */
+export function makeConfig(source: string, ip: string, over: DeepPartial<ServeConfig> = {}): ServeConfig {
+  const base = defaultConfig(source, ip);
+  const out = { ...base } as Record<string, unknown>;
+  for (const [k, v] of Object.entries(over)) {
+    if (v === undefined) continue;
+    const b = (base as unknown as Record<string, unknown>)[k];
+    out[k] = b && typeof b === "object" && !Array.isArray(b) && typeof v === "object" && !Array.isArray(v) ? { ...b, ...v } : v;
+  }
+  if (over.bind === undefined) out.bind = (out.ip as string) ?? ip;
+  return out as unknown as ServeConfig;
+}
+
 export function validatePort(n: number, what: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError("E_PORT", `${what}: ${n} is not a port number (0-65535)`);
   return n;
@@ -45,6 +129,19 @@ export function validateServeConfig(c: ServeConfig): ServeConfig {
   c.bind = formatIPv4(parseIPv4(c.bind, "--bind address"));
   validatePort(c.http.port, "--http-port");
   validatePort(c.tftp.port, "--tftp-port");
+  validatePort(c.dhcp.port, "--dhcp-port");
+  validatePort(c.dhcp.pxePort, "--pxe-port");
+  if (!["auto", "server", "proxy", "off"].includes(c.dhcp.mode)) throw new ConfigError("E_DHCP_MODE", `--dhcp ${c.dhcp.mode}: use auto, server, proxy or off`);
+  for (const p of c.dhcp.pools) {
+    const a = parseIPv4(p.start, "--pool start");
+    const b = parseIPv4(p.end, "--pool end");
+    if (b < a) throw new ConfigError("E_POOL", `--pool ${p.start}-${p.end}: the end comes before the start`);
+    if (p.prefix !== undefined && (p.prefix < 8 || p.prefix > 30)) throw new ConfigError("E_POOL", `--pool …/${p.prefix}: prefix must be 8..30`);
+  }
+  if (c.dhcp.router) parseIPv4(c.dhcp.router, "--router address");
+  for (const d of c.dhcp.dns) parseIPv4(d, "--dns address");
+  for (const r of c.dhcp.reservations) parseIPv4(r.ip, `--reserve address for ${r.mac}`);
+  if (!Number.isInteger(c.dhcp.leaseSeconds) || c.dhcp.leaseSeconds < 60) throw new ConfigError("E_LEASE", "--lease-time: at least 60 seconds");
   if (!Number.isInteger(c.tftp.maxBlksize) || c.tftp.maxBlksize < 8 || c.tftp.maxBlksize > 65464) {
     throw new ConfigError("E_BLKSIZE", `--tftp-max-blksize: ${c.tftp.maxBlksize} is outside 8..65464 (RFC 2348)`);
   }

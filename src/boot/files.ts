@@ -9,12 +9,15 @@
  *   NAME/efi/boot/01-<mac>/boot.cfg       rewritten /EFI/BOOT/BOOT.CFG for that MAC (mboot.efi probes
  *   01-<mac>/boot.cfg                       <its own directory>/01-<mac>/boot.cfg first)
  *   NAME/01-<mac>/ks.cfg, NAME/ks.cfg     the kickstart, when one is configured
+ *   boot.ipxe                             the iPXE script that chain-loads the ESXi loader (boot/ipxe.ts)
+ *   ipxe/undionly.kpxe, ipxe/snponly.efi, ipxe/ipxe.efi   Debian's iPXE binaries
  */
 import type { FileData, FileInfo } from "../files/tree.ts";
 import { memoryData } from "../files/tree.ts";
 import { macDirName, tryParseMac, type Mac } from "../wire/mac.ts";
 import { rewriteBootCfg, serializeBootCfg, type BootCfg } from "./esxi/bootcfg.ts";
 import type { BootImage } from "./image.ts";
+import { ipxeScript } from "./ipxe.ts";
 
 export interface BootFilesConfig {
   /** Served images; the first is the default (for the bare 01-<mac>/boot.cfg path). */
@@ -25,6 +28,10 @@ export interface BootFilesConfig {
   kickstart?: ((mac: Mac | undefined, image: BootImage) => Promise<Uint8Array>) | undefined;
   keepCdromBoot?: boolean;
   extraKernelopt?: string | undefined;
+  /** iPXE binaries by file name ("snponly.efi"), served as ipxe/<name>. */
+  ipxe?: ReadonlyMap<string, Uint8Array>;
+  /** Why a MAC must not boot (allowlist, boot-once); undefined to boot it. Also shapes /boot.ipxe. */
+  refuse?: (mac: Mac) => string | undefined;
 }
 
 /** Who is asking: lets a MAC-less boot.cfg be rewritten for the right machine. */
@@ -87,6 +94,18 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
       const image = config.images[0];
       if (!image) return { kind: "missing", reason: "no image", mac: topMac };
       return generated(image, "boot.cfg", bootCfgFor(image, "efi", topMac), topMac);
+    }
+
+    if (lower.length === 1 && first === "boot.ipxe") {
+      const image = config.images[0];
+      if (!image) return { kind: "missing", reason: "no image", mac: client.mac };
+      const text = ipxeScript({ image, httpBase: config.httpBase, mac: client.mac, refused: client.mac ? config.refuse?.(client.mac) : undefined });
+      return generated(image, "iPXE script", text, client.mac);
+    }
+    if (lower.length === 2 && first === "ipxe") {
+      const bin = config.ipxe?.get(lower[1]!);
+      if (!bin) return { kind: "missing", reason: `no iPXE binary ${parts[1]} (see --ipxe-dir)`, mac: client.mac };
+      return { kind: "file", data: memoryData(bin, undefined), what: `iPXE ${lower[1]}`, mac: client.mac, image: undefined };
     }
 
     const image = byName.get(first);

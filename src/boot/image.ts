@@ -34,8 +34,11 @@ export function imageNameFromSource(source: string): string {
   return safe || "image";
 }
 
+/** Names the boot namespace uses for itself at the top level. */
+const RESERVED = new Set(["ipxe", "boot.ipxe", "status", "api", "events"]);
+
 export function isValidImageName(name: string): boolean {
-  return /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) && !/^01-([0-9a-f]{2}-){5}[0-9a-f]{2}$/i.test(name);
+  return /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) && !/^01-([0-9a-f]{2}-){5}[0-9a-f]{2}$/i.test(name) && !RESERVED.has(name.toLowerCase());
 }
 
 /** Looks the tree over: ESXi is recognised by BOOT.CFG and/or EFI/BOOT/BOOT.CFG with a kernel= line. */

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startApp } from "../app.ts";
-import { validateServeConfig } from "../config.ts";
+import { makeConfig, validateServeConfig } from "../config.ts";
 import { readSampleIso, sampleKickstart } from "../demo/sample.ts";
 import { walkLikeMboot } from "../demo/walk.ts";
 import { parseMac } from "../wire/mac.ts";
@@ -36,16 +36,16 @@ export default defineCommand({
         await writeFile(source, await readSampleIso());
       }
       const app = await startApp(
-        validateServeConfig({
-          source,
-          name: args.source ? undefined : "esxi-sample",
-          ip: "127.0.0.1",
-          bind: "127.0.0.1",
-          http: { port: parseIntArg(args["http-port"], "--http-port", 0) },
-          cacheMem: 64 * 1024 * 1024,
-          tftp: { enabled: false, port: 0, maxBlksize: 65464, maxWindowsize: 64 },
-          boot: { ks, keepCdromBoot: false, extraKernelopt: undefined },
-        }),
+        validateServeConfig(
+          makeConfig(source, "127.0.0.1", {
+            name: args.source ? undefined : "esxi-sample",
+            http: { port: parseIntArg(args["http-port"], "--http-port", 0) },
+            cacheMem: 64 * 1024 * 1024,
+            tftp: { enabled: false },
+            dhcp: { mode: "off" },
+            boot: { ks },
+          }),
+        ),
         log,
       );
       let ok = false;

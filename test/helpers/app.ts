@@ -2,7 +2,8 @@
 import { join } from "node:path";
 import { startApp, type AppHandle, type AppHooks } from "../../src/app.ts";
 import type { ServeConfig } from "../../src/config.ts";
-import { validateServeConfig } from "../../src/config.ts";
+import { makeConfig, validateServeConfig } from "../../src/config.ts";
+import { tempDir as tempDirSync } from "./tools.ts";
 import { memoryLogger, type LogLine } from "../../src/log.ts";
 
 export const sampleIso = join(import.meta.dir, "..", "..", "scripts", "sample-esxi.iso");
@@ -13,20 +14,27 @@ export interface TestApp extends AppHandle {
 }
 
 export async function startTestApp(
-  over: Partial<Omit<ServeConfig, "boot" | "tftp">> & { boot?: Partial<ServeConfig["boot"]>; tftp?: Partial<ServeConfig["tftp"]> } = {},
+  over: Partial<Omit<ServeConfig, "boot" | "tftp" | "dhcp" | "ipxe">> & {
+    boot?: Partial<ServeConfig["boot"]>;
+    tftp?: Partial<ServeConfig["tftp"]>;
+    dhcp?: Partial<ServeConfig["dhcp"]>;
+    ipxe?: Partial<ServeConfig["ipxe"]>;
+  } = {},
   hooks: AppHooks = {},
 ): Promise<TestApp> {
   const log = memoryLogger();
-  const config = validateServeConfig({
-    source: over.source ?? sampleIso,
-    name: over.name ?? "esxi",
-    ip: over.ip ?? "127.0.0.1",
-    bind: over.bind ?? "127.0.0.1",
-    http: over.http ?? { port: 0 },
-    cacheMem: over.cacheMem ?? 0,
-    tftp: { enabled: false, port: 0, maxBlksize: 65464, maxWindowsize: 64, ...over.tftp },
-    boot: { ks: undefined, keepCdromBoot: false, extraKernelopt: undefined, ...over.boot },
-  });
+  const config = validateServeConfig(
+    makeConfig(over.source ?? sampleIso, over.ip ?? "127.0.0.1", {
+      ...over,
+      name: over.name ?? "esxi",
+      bind: over.bind ?? "127.0.0.1",
+      http: over.http ?? { port: 0 },
+      cacheMem: over.cacheMem ?? 0,
+      tftp: { enabled: false, port: 0, ...over.tftp },
+      dhcp: { mode: "off", ...over.dhcp },
+      stateDir: over.stateDir ?? tempDirSync("state-"),
+    }),
+  );
   const app = await startApp(config, log, hooks);
   return Object.assign(app, { logs: log.lines, url: (p: string) => `${app.httpBase}${p}` });
 }

@@ -1,0 +1,116 @@
+/**
+ * THE boot policy: who gets which file. Every protocol asks it with the same BootClient (DHCP, proxyDHCP,
+ * BSDP, the iPXE script), it is pure and may be asked many times per boot. Rows, as the QEMU lab and the
+ * peers' recipes found firmware to behave (shared/e2e/README.md, research §5):
+ *
+ *   iPXE (user class "iPXE" or option 175)   → http://IP[:PORT]/boot.ipxe    (breaks the chain-load loop)
+ *   UEFI HTTP boot (HTTPClient, arch 16)     → http://IP[:PORT]/NAME/mboot.efi, option 60 "HTTPClient"
+ *   BIOS PXE (arch 0)                        → TFTP ipxe/undionly.kpxe
+ *   UEFI x64 PXE (arch 7, 9)                 → TFTP ipxe/snponly.efi  (--no-ipxe: NAME/mboot.efi)
+ *   ARM64 UEFI (arch 11 PXE, 19 HTTP)        → the image's EFI/BOOT/BOOTAA64.EFI, when it has one
+ *   anything else                            → ignore, with the reason
+ */
+import { Arch } from "./arch.ts";
+import type { BootImage } from "./image.ts";
+import type { BootClient, BootDecision, Firmware } from "./types.ts";
+
+export interface IpxeBinaries {
+  /** BIOS: iPXE over the PXE ROM's UNDI driver. */
+  undionly: boolean;
+  /** UEFI: iPXE over the firmware's SNP driver (what Macs and most PCs need). */
+  snponly: boolean;
+}
+
+export interface PolicyConfig {
+  image: BootImage;
+  /** "http://IP[:PORT]" */
+  httpBase: string;
+  /** Which iPXE binaries we can serve; none when --no-ipxe or when they are missing. */
+  ipxe: IpxeBinaries;
+  /** --no-ipxe: UEFI PXE clients get the ESXi loader itself over TFTP. */
+  noIpxe: boolean;
+  /** Per-MAC gate (allowlist, boot-once): undefined means "boot it". */
+  gate?: (client: BootClient) => string | undefined;
+}
+
+export const IPXE_BIOS = "ipxe/undionly.kpxe";
+export const IPXE_EFI = "ipxe/snponly.efi";
+
+/** Which firmware a client runs, from option 93, option 60 and iPXE's marks. */
+export function firmwareOf(c: BootClient): Firmware {
+  if (c.userClass.includes("iPXE") || c.ipxeOptions) return "ipxe";
+  if (c.vendorClass?.startsWith("AAPLBSDPC")) return "apple";
+  const http = c.vendorClass?.startsWith("HTTPClient") ?? false;
+  switch (c.arch) {
+    case Arch.X86Bios:
+      return "bios";
+    case Arch.EfiX64Bc:
+    case Arch.EfiX64:
+      return http ? "efi-x64-http" : "efi-x64";
+    case Arch.EfiX64Http:
+      return "efi-x64-http";
+    case Arch.EfiArm64:
+      return http ? "efi-arm64-http" : "efi-arm64";
+    case Arch.EfiArm64Http:
+      return "efi-arm64-http";
+    case Arch.EfiIa32:
+      return "efi-ia32";
+    case undefined:
+      // PXE 2.1 makes option 93 mandatory, but old BIOS ROMs omit it: their vendor class says x86 BIOS.
+      return c.vendorClass?.startsWith("PXEClient") ? "bios" : http ? "efi-x64-http" : "unknown";
+    default:
+      return "unknown";
+  }
+}
+
+export function decideBoot(c: BootClient, cfg: PolicyConfig): BootDecision {
+  const firmware = firmwareOf(c);
+  const ignore = (reason: string): BootDecision => ({ action: "ignore", firmware, reason });
+  const netboot = c.vendorClass?.startsWith("PXEClient") || c.vendorClass?.startsWith("HTTPClient") || firmware === "ipxe" || firmware === "apple";
+  if (!netboot) return ignore("not a network-boot request (no PXEClient/HTTPClient vendor class, not iPXE)");
+  const gated = cfg.gate?.(c);
+  if (gated) return ignore(gated);
+  const image = cfg.image;
+  const esxi = image.esxi;
+  const url = (path: string) => `${cfg.httpBase}/${path}`;
+  const boot = (transport: "tftp" | "http", file: string, vendorClass: "PXEClient" | "HTTPClient", why: string): BootDecision => ({
+    action: "boot",
+    firmware,
+    image,
+    transport,
+    file,
+    vendorClass,
+    why,
+  });
+
+  switch (firmware) {
+    case "ipxe":
+      return boot("http", url("boot.ipxe"), c.vendorClass?.startsWith("HTTPClient") ? "HTTPClient" : "PXEClient", "iPXE: script over HTTP");
+    case "efi-x64-http":
+      if (!esxi?.efiLoader) return ignore(`${image.name} has no EFI/BOOT/BOOTX64.EFI`);
+      return boot("http", url(`${image.name}/mboot.efi`), "HTTPClient", "UEFI HTTP boot: the ESXi loader by URL");
+    case "bios":
+      if (!cfg.ipxe.undionly) return ignore("BIOS PXE needs iPXE (undionly.kpxe), which is not available (--ipxe-dir?)");
+      return boot("tftp", IPXE_BIOS, "PXEClient", "BIOS PXE: iPXE (undionly.kpxe) by TFTP");
+    case "efi-x64":
+      if (cfg.noIpxe || !cfg.ipxe.snponly) {
+        if (!esxi?.efiLoader) return ignore(`${image.name} has no EFI/BOOT/BOOTX64.EFI`);
+        return boot("tftp", `${image.name}/mboot.efi`, "PXEClient", cfg.noIpxe ? "UEFI PXE, --no-ipxe: the ESXi loader by TFTP" : "UEFI PXE: no iPXE available, the ESXi loader by TFTP");
+      }
+      return boot("tftp", IPXE_EFI, "PXEClient", "UEFI PXE: iPXE (snponly.efi) by TFTP");
+    case "efi-arm64":
+      if (!esxi?.arm64Loader) return ignore(`ARM64 UEFI client, but ${image.name} has no EFI/BOOT/BOOTAA64.EFI`);
+      return boot("tftp", `${image.name}${esxi.arm64Loader}`, "PXEClient", "ARM64 UEFI PXE: the image's BOOTAA64.EFI by TFTP");
+    case "efi-arm64-http":
+      if (!esxi?.arm64Loader) return ignore(`ARM64 UEFI HTTP client, but ${image.name} has no EFI/BOOT/BOOTAA64.EFI`);
+      return boot("http", url(`${image.name}${esxi.arm64Loader}`), "HTTPClient", "ARM64 UEFI HTTP boot: BOOTAA64.EFI by URL");
+    case "apple":
+      // Macs take iPXE for UEFI through BSDP (bsdp/); a plain DHCP answer would not boot them.
+      if (!cfg.ipxe.snponly) return ignore("Mac client, but iPXE (snponly.efi) is not available");
+      return boot("tftp", IPXE_EFI, "PXEClient", "Intel Mac: iPXE (snponly.efi) by TFTP");
+    case "efi-ia32":
+      return ignore("32-bit UEFI client: ESXi has no loader for it");
+    case "unknown":
+      return ignore(`unknown client architecture ${c.arch ?? "(none)"}`);
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Leases on disk, so a crash or a restart loses nothing: a snapshot (leases.json, written to a temporary
+ * file and renamed over the old one) plus a journal (leases.journal, one JSON line per change, written
+ * before the reply goes out). Start-up loads the snapshot, replays the journal, and compacts both into a
+ * new snapshot; the journal is compacted again when it grows.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
+import { join } from "node:path";
+import { SourceError } from "../errors.ts";
+import type { Lease } from "./leases.ts";
+
+export interface LeaseStore {
+  readonly dir: string;
+  /** Leases found on disk (snapshot + journal), latest state per address. */
+  readonly loaded: Lease[];
+  /** Appends one change; synchronous, so it is in the kernel before the reply is sent. */
+  record(lease: Lease): void;
+  /** Writes a fresh snapshot of `all` and empties the journal. */
+  compact(all: readonly Lease[]): void;
+  /** Journal lines since the last snapshot; compact when it passes COMPACT_AFTER. */
+  readonly pending: number;
+  close(): void;
+}
+
+export const COMPACT_AFTER = 20_000;
+
+export function openLeaseStore(dir: string, opts: { fsync?: boolean } = {}): LeaseStore {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new SourceError("E_STATE_DIR", `cannot create state directory ${dir}: ${(err as Error).message}`);
+  }
+  const snapshot = join(dir, "leases.json");
+  const journal = join(dir, "leases.journal");
+  const byKey = new Map<string, Lease>();
+  const key = (l: Lease) => `${l.ip}`;
+  if (existsSync(snapshot)) {
+    try {
+      const data = JSON.parse(readFileSync(snapshot, "utf8")) as { leases?: Lease[] };
+      for (const l of data.leases ?? []) if (valid(l)) byKey.set(key(l), l);
+    } catch (err) {
+      throw new SourceError("E_STATE_CORRUPT", `${snapshot} is not a lease file (${(err as Error).message}); move it away to start empty`);
+    }
+  }
+  if (existsSync(journal)) {
+    for (const line of readFileSync(journal, "utf8").split("\n")) {
+      if (!line.trim()) continue;
+      try {
+        const l = JSON.parse(line) as Lease;
+        if (valid(l)) byKey.set(key(l), l);
+      } catch {
+        // a line cut short by a crash: everything before it counts
+      }
+    }
+  }
+  const loaded = [...byKey.values()];
+  const writeSnapshot = (all: readonly Lease[]) => {
+    const tmp = `${snapshot}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ version: 1, written: new Date().toISOString(), leases: all }, null, 1));
+    if (opts.fsync) {
+      const fd = openSync(tmp, "r");
+      fsyncSync(fd);
+      closeSync(fd);
+    }
+    renameSync(tmp, snapshot);
+  };
+  writeSnapshot(loaded);
+  // O_APPEND: every record lands at the end, also after the journal was truncated by compact().
+  writeFileSync(journal, "");
+  const fd = openSync(journal, "a");
+  let lines = 0;
+  return {
+    dir,
+    loaded,
+    record(lease) {
+      writeSync(fd, JSON.stringify(lease) + "\n");
+      if (opts.fsync) fsyncSync(fd);
+      lines++;
+    },
+    compact(all) {
+      writeSnapshot(all);
+      ftruncateSync(fd, 0);
+      lines = 0;
+    },
+    get pending() {
+      return lines;
+    },
+    close() {
+      closeSync(fd);
+    },
+  };
+}
+
+function valid(l: Lease): boolean {
+  return typeof l?.mac === "string" && typeof l.ip === "number" && typeof l.expires === "number" && typeof l.state === "string";
+}

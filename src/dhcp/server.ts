@@ -1,0 +1,134 @@
+/**
+ * DHCP edge: UDP 67 (and the PXE boot-server port 4011), bound to one interface, decoding requests, asking
+ * the responders in order, sending their answers. Malformed packets are dropped and the loop goes on.
+ */
+import type { Logger } from "../log.ts";
+import { bindSocketToDevice } from "../net/device.ts";
+import { openUdp, type UdpSocket } from "../net/udp.ts";
+import { formatIPv4 } from "../wire/ipv4.ts";
+import { bootClientFromDhcp } from "./client.ts";
+import { DHCP_SERVER_PORT, Op, Opt, PXE_PORT, messageTypeName } from "./constants.ts";
+import { clientMac, decodeDhcpPacket, encodeDhcpPacket, optU8, type DhcpPacket } from "./packet.ts";
+import type { DhcpRequest, Responder } from "./responders.ts";
+import { replyDestination, type TransmitOptions } from "./transmit.ts";
+
+export interface DhcpServerOptions {
+  responders: readonly Responder[];
+  /** Interface to serve (and to bind the sockets to); undefined only in tests on loopback. */
+  iface: string | undefined;
+  /** Address the sockets listen on: 0.0.0.0 to hear broadcasts. */
+  host?: string;
+  serverPort?: number;
+  /** PXE boot-server port (4011); 0 for any (tests), null to leave it closed. */
+  pxePort?: number | null;
+  log: Logger;
+  runtime?: "bun" | "node";
+  transmit?: TransmitOptions;
+  /** Every request and what became of it (events, tests). */
+  onExchange?: (e: DhcpExchange) => void;
+}
+
+export interface DhcpExchange {
+  mac: string;
+  type: string;
+  from: string;
+  responder: string | undefined;
+  answers: Array<{ packet: DhcpPacket; note: string; to: string }>;
+  ignored: string | undefined;
+}
+
+export interface DhcpServerHandle {
+  readonly port: number;
+  readonly pxePort: number | undefined;
+  /** How the sockets are tied to the interface ("SO_BINDTODEVICE"), or why they are not. */
+  readonly binding: string;
+  close(): Promise<void>;
+}
+
+export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServerHandle> {
+  const host = opts.host ?? "0.0.0.0";
+  const sockets: UdpSocket[] = [];
+  const bindings: string[] = [];
+
+  const open = async (port: number, viaPxePort: boolean) => {
+    let sock: UdpSocket | undefined = undefined;
+    sock = await openUdp({
+      address: host,
+      port,
+      service: "DHCP",
+      portFlag: viaPxePort ? undefined : "--dhcp-port",
+      runtime: opts.runtime,
+      onMessage: (data, address, sport) => sock && handle(sock, data, address, sport, viaPxePort),
+    });
+    sock.setBroadcast(true);
+    if (opts.iface) {
+      const b = await bindSocketToDevice(sock.fd, opts.iface);
+      bindings.push(b.ok ? b.how : `not bound (${b.why})`);
+    }
+    sockets.push(sock);
+    return sock;
+  };
+
+  const handle = (sock: UdpSocket, data: Uint8Array, address: string, port: number, viaPxePort: boolean) => {
+    let packet: DhcpPacket;
+    try {
+      packet = decodeDhcpPacket(data);
+    } catch (err) {
+      opts.log.debug(`dropped malformed packet from ${address}:${port}: ${(err as Error).message}`);
+      return;
+    }
+    if (packet.op !== Op.Request || packet.htype !== 1 || packet.hlen !== 6) return; // replies of other servers, non-Ethernet
+    const type = messageTypeName(optU8(packet, Opt.MessageType));
+    const req: DhcpRequest = { packet, client: bootClientFromDhcp(packet), viaPxePort, source: { address, port } };
+    const exchange: DhcpExchange = { mac: clientMac(packet), type, from: `${address}:${port}`, responder: undefined, answers: [], ignored: undefined };
+    for (const r of opts.responders) {
+      let out;
+      try {
+        out = r.handle(req);
+      } catch (err) {
+        opts.log.warn(`${r.name} failed on ${type} from ${exchange.mac}: ${(err as Error).message}`);
+        return;
+      }
+      if (out === undefined) continue;
+      exchange.responder = r.name;
+      if ("ignore" in out) {
+        exchange.ignored = out.ignore;
+        opts.log.debug(`${exchange.mac} ${type}${viaPxePort ? " (port 4011)" : ""}: ignored by ${r.name}: ${out.ignore}`);
+        break;
+      }
+      for (const a of out.answers) {
+        const to = replyDestination(packet, a.packet, req.source, viaPxePort, opts.transmit);
+        try {
+          sock.send(encodeDhcpPacket(a.packet), to.port, to.address);
+        } catch (err) {
+          opts.log.warn(`could not send to ${to.address}:${to.port}: ${(err as Error).message}`);
+          continue;
+        }
+        exchange.answers.push({ packet: a.packet, note: a.note, to: `${to.address}:${to.port}` });
+        opts.log.info(`${exchange.mac} ${type}${packet.giaddr ? ` via relay ${formatIPv4(packet.giaddr)}` : ""} → ${a.note}`);
+      }
+      break;
+    }
+    if (!exchange.responder) opts.log.debug(`${exchange.mac} ${type}: no responder took it`);
+    opts.onExchange?.(exchange);
+  };
+
+  const main = await open(opts.serverPort ?? DHCP_SERVER_PORT, false);
+  let pxe: UdpSocket | undefined;
+  if (opts.pxePort !== null) {
+    try {
+      pxe = await open(opts.pxePort ?? PXE_PORT, true);
+    } catch (err) {
+      for (const s of sockets) s.close();
+      throw err;
+    }
+  }
+  return {
+    port: main.port,
+    pxePort: pxe?.port,
+    binding: opts.iface ? [...new Set(bindings)].join(", ") : "no interface (all)",
+    async close() {
+      for (const s of sockets) s.close();
+    },
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * iPXE binaries from Debian's `ipxe` package: embedded in the compiled executable by scripts/build.ts,
+ * or read from --ipxe-dir, or from the system (/usr/lib/ipxe on Debian and Ubuntu). Never committed,
+ * never built here.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+
+export const IPXE_FILES = ["undionly.kpxe", "snponly.efi", "ipxe.efi"] as const;
+export type IpxeFile = (typeof IPXE_FILES)[number];
+
+export interface IpxeBinaries {
+  files: ReadonlyMap<string, Uint8Array>;
+  /** Where they came from, for the log. */
+  source: string;
+  missing: string[];
+}
+
+const SYSTEM_DIRS = ["/usr/lib/ipxe", "/usr/share/ipxe", "/usr/share/ipxe/efi", "/usr/local/share/ipxe"];
+
+export async function loadIpxeBinaries(dir?: string): Promise<IpxeBinaries> {
+  if (dir) return fromDirs([dir], `--ipxe-dir ${dir}`);
+  const embedded = await embeddedPaths();
+  if (embedded) {
+    const files = new Map<string, Uint8Array>();
+    for (const [name, path] of Object.entries(embedded)) files.set(name, new Uint8Array(await readFile(path)));
+    return { files, source: "embedded in this executable (Debian's ipxe package)", missing: IPXE_FILES.filter((f) => !files.has(f)) };
+  }
+  return fromDirs(SYSTEM_DIRS, "the system");
+}
+
+// --- internal ---
+
+async function embeddedPaths(): Promise<Record<string, string> | undefined> {
+  try {
+    // Resolved at build time by scripts/build.ts; from source there is no such module.
+    const m = await import("netboot-embedded:ipxe");
+    return m.default;
+  } catch {
+    return undefined;
+  }
+}
+
+async function fromDirs(dirs: string[], label: string): Promise<IpxeBinaries> {
+  const files = new Map<string, Uint8Array>();
+  const found = new Set<string>();
+  for (const name of IPXE_FILES) {
+    for (const d of dirs) {
+      try {
+        files.set(name, new Uint8Array(await readFile(join(d, name))));
+        found.add(d);
+        break;
+      } catch {
+        // try the next directory
+      }
+    }
+  }
+  return { files, source: found.size ? `${label} (${[...found].join(", ")})` : label, missing: IPXE_FILES.filter((f) => !files.has(f)) };
+}
