@@ -1,15 +1,17 @@
 #!/usr/bin/env bun
 /**
  * Builds the shipped artifacts into dist/:
- *   dist/netboot-linux-x64, -linux-arm64, -darwin-x64, -darwin-arm64   single executables (bun build --compile;
- *                                                                        Bun fetches each target's runtime from npm)
- *   dist/node/main.js                                                   a bundle for Node 20+ (`node dist/node/main.js`)
+ *   dist/netboot-linux-x64, -linux-arm64, -darwin-x64, -darwin-arm64   single executables (Bun fetches each
+ *                                                                        target's runtime from npm)
+ *   dist/node/main.js                                                   a bundle for Node 20+
+ * Debian's iPXE binaries (package `ipxe`: undionly.kpxe, snponly.efi, ipxe.efi) are embedded in both, never
+ * committed, never built here; without them the build warns and netboot looks for them at run time.
  *
- *   bun scripts/build.ts [--host] [--targets linux-x64,darwin-arm64] [--no-node]
+ *   bun scripts/build.ts [--host] [--targets linux-x64,darwin-arm64] [--no-node] [--ipxe-dir DIR]
  */
-import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { BunPlugin } from "bun";
 
 const root = join(import.meta.dir, "..");
 const dist = join(root, "dist");
@@ -23,30 +25,64 @@ const value = (f: string) => {
 const host = `${process.platform === "darwin" ? "darwin" : "linux"}-${process.arch === "arm64" ? "arm64" : "x64"}`;
 const targets = flag("--host") ? [host] : (value("--targets")?.split(",") ?? all);
 for (const t of targets) if (!all.includes(t)) throw new Error(`unknown target ${t} (known: ${all.join(", ")})`);
-
 mkdirSync(dist, { recursive: true });
-const bun = process.execPath;
 
-function run(args: string[]): void {
-  console.log(`$ bun ${args.join(" ")}`);
-  const r = spawnSync(bun, args, { cwd: root, stdio: "inherit" });
-  if (r.status !== 0) process.exit(r.status ?? 1);
+// --- iPXE binaries, embedded through a build-time module (src/files/ipxe.ts imports it when present) ---
+const ipxeDir = value("--ipxe-dir") ?? "/usr/lib/ipxe";
+const ipxeFiles = ["undionly.kpxe", "snponly.efi", "ipxe.efi"].filter((f) => existsSync(join(ipxeDir, f)));
+if (ipxeFiles.length < 3) {
+  console.warn(`warning: only ${ipxeFiles.join(", ") || "no iPXE binaries"} in ${ipxeDir} (apt-get install ipxe); the build looks for the rest at run time`);
+}
+const ipxePlugin: BunPlugin = {
+  name: "netboot-embedded-ipxe",
+  setup(build) {
+    build.onResolve({ filter: /^netboot-embedded:ipxe$/ }, () => ({ path: "ipxe", namespace: "netboot-embedded" }));
+    build.onLoad({ filter: /.*/, namespace: "netboot-embedded" }, () => ({
+      loader: "js",
+      contents:
+        ipxeFiles.map((f, i) => `import f${i} from ${JSON.stringify(join(ipxeDir, f))} with { type: "file" };`).join("\n") +
+        `\nexport default { ${ipxeFiles.map((f, i) => `${JSON.stringify(f)}: f${i}`).join(", ")} };\n`,
+    }));
+  },
+};
+
+async function check(result: Awaited<ReturnType<typeof Bun.build>>, what: string): Promise<void> {
+  if (!result.success) {
+    for (const l of result.logs) console.error(l);
+    throw new Error(`build of ${what} failed`);
+  }
 }
 
 for (const t of targets) {
   const out = join(dist, `netboot-${t}`);
-  // The TFTP worker thread is a second entry point (Bun bundles workers only when listed).
-  run(["build", "--compile", "--minify-syntax", `--target=bun-${t}`, "src/main.ts", "src/tftp/ffi-worker.ts", "--outfile", out]);
-  console.log(`  ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB)`);
+  // The TFTP worker thread is a second entry point: Bun bundles workers only when they are listed.
+  const r = await Bun.build({
+    entrypoints: [join(root, "src/main.ts"), join(root, "src/tftp/ffi-worker.ts")],
+    compile: { target: `bun-${t}` as never, outfile: out },
+    minify: { syntax: true },
+    plugins: [ipxePlugin],
+  });
+  await check(r, out);
+  console.log(`  ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB, iPXE: ${ipxeFiles.join(", ") || "none"})`);
 }
 
 if (!flag("--no-node")) {
-  rmSync(join(dist, "node"), { recursive: true, force: true });
-  // bun:ffi is only imported under Bun (the TFTP worker engine); Node uses the event-loop engine.
-  // --splitting keeps dynamically imported modules in their own chunks, so that one is never loaded by node.
-  run(["build", "--target=node", "--format=esm", "--splitting", "--external", "bun:ffi", "src/main.ts", "--outdir", join(dist, "node"), "--asset-naming=[name].[ext]", "--chunk-naming=chunks/[name]-[hash].[ext]"]);
+  const outdir = join(dist, "node");
+  rmSync(outdir, { recursive: true, force: true });
+  // splitting keeps dynamically imported modules apart, so the bun:ffi one is never loaded by node.
+  const r = await Bun.build({
+    entrypoints: [join(root, "src/main.ts")],
+    outdir,
+    target: "node",
+    format: "esm",
+    splitting: true,
+    external: ["bun:ffi"],
+    naming: { asset: "[name].[ext]", chunk: "chunks/[name]-[hash].[ext]" },
+    plugins: [ipxePlugin],
+  });
+  await check(r, outdir);
   // The entry's "#!/usr/bin/env bun" line is for running from source; the bundle is for node.
-  const main = join(dist, "node", "main.js");
+  const main = join(outdir, "main.js");
   writeFileSync(main, readFileSync(main, "utf8").replace(/^#!.*\n(\/\/ @bun\n)?/, "#!/usr/bin/env node\n"));
   chmodSync(main, 0o755);
   console.log(`  ${main} (node >= 20)`);

@@ -12,7 +12,7 @@ async function serveAndFetch(argv: string[]): Promise<string> {
   requireTool("tftp");
   const http = await freePort();
   const tftp = 20000 + (http % 20000);
-  const proc = Bun.spawn([...argv, "serve", sampleIso, "--ip", "127.0.0.1", "--http-port", String(http), "--tftp-port", String(tftp), "--name", "esxi"], {
+  const proc = Bun.spawn([...argv, "serve", sampleIso, "--ip", "127.0.0.1", "--http-port", String(http), "--tftp-port", String(tftp), "--name", "esxi", "--dhcp", "off"], {
     stdout: "pipe",
     stderr: "pipe",
     env: { ...process.env, NO_COLOR: "1" },
@@ -66,12 +66,35 @@ describe("build", () => {
   test("host binary: serves HTTP and TFTP, TFTP on the worker engine", async () => {
     const log = await serveAndFetch([join(repo, "dist", `netboot-${host}`)]);
     expect(log).toMatch(/TFTP on 127\.0\.0\.1:\d+ \(worker/);
+    expect(log).toContain("iPXE: undionly.kpxe, snponly.efi, ipxe.efi from embedded in this executable");
   }, 60_000);
 
   test("Node 20 bundle: serves HTTP and TFTP (event-loop engine)", async () => {
     const log = await serveAndFetch(["node", join(repo, "dist/node/main.js")]);
     expect(log).toMatch(/TFTP on 127\.0\.0\.1:\d+ \(event-loop\)/);
+    expect(log).toContain("iPXE: undionly.kpxe, snponly.efi, ipxe.efi from embedded");
   }, 60_000);
+
+  test("the executable serves its embedded iPXE, byte for byte Debian's", async () => {
+    const http = await freePort();
+    const proc = Bun.spawn([join(repo, "dist", `netboot-${host}`), "serve", sampleIso, "--ip", "127.0.0.1", "--http-port", String(http), "--no-tftp", "--dhcp", "off"], { stdout: "pipe", stderr: "pipe" });
+    try {
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${http}/`).catch(() => undefined))?.status === 200, 20_000, "server");
+      for (const f of ["undionly.kpxe", "snponly.efi", "ipxe.efi"]) {
+        const got = new Uint8Array(await (await fetch(`http://127.0.0.1:${http}/ipxe/${f}`)).arrayBuffer());
+        expect({ f, sha: sha256(got) }).toEqual({ f, sha: sha256(readFileSync(`/usr/lib/ipxe/${f}`)) });
+      }
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+  }, 60_000);
+
+  test("--ipxe-dir that holds nothing is a clear error", async () => {
+    const r = await cli(["serve", sampleIso, "--ip", "127.0.0.1", "--http-port", "0", "--no-tftp", "--dhcp", "off", "--ipxe-dir", tempDir()], { cmd: [join(repo, "dist", `netboot-${host}`)] });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--ipxe-dir .*: no undionly\.kpxe, snponly\.efi or ipxe\.efi there/);
+  });
 
   test("Node 20 bundle: the same demo under node", async () => {
     const d = await cli(["demo"], { cmd: ["node", join(repo, "dist/node/main.js")], timeoutMs: 60_000 });

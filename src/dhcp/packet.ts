@@ -91,7 +91,8 @@ export function encodeDhcpPacket(p: DhcpPacket): Uint8Array {
   w.bytes(MAGIC_COOKIE);
   const ordered = [...p.options].sort(([a], [b]) => (a === Opt.MessageType ? -1 : b === Opt.MessageType ? 1 : 0));
   for (const [code, value] of ordered) {
-    if (code === Opt.Pad || code === Opt.End) continue;
+    // We never overload file/sname on output, so a decoded option 52 is not carried over.
+    if (code === Opt.Pad || code === Opt.End || code === Opt.Overload) continue;
     if (value.length === 0) {
       w.u8(code).u8(0);
       continue;

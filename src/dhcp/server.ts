@@ -105,7 +105,7 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
           continue;
         }
         exchange.answers.push({ packet: a.packet, note: a.note, to: `${to.address}:${to.port}` });
-        opts.log.info(`${exchange.mac} ${type}${packet.giaddr ? ` via relay ${formatIPv4(packet.giaddr)}` : ""} → ${a.note}`);
+        opts.log.info(`${exchange.mac} ${type}${viaPxePort ? " on port 4011" : ""}${packet.giaddr ? ` via relay ${formatIPv4(packet.giaddr)}` : ""} → ${a.note}`);
       }
       break;
     }

@@ -5,6 +5,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export const IPXE_FILES = ["undionly.kpxe", "snponly.efi", "ipxe.efi"] as const;
 export type IpxeFile = (typeof IPXE_FILES)[number];
@@ -35,7 +36,9 @@ async function embeddedPaths(): Promise<Record<string, string> | undefined> {
   try {
     // Resolved at build time by scripts/build.ts; from source there is no such module.
     const m = await import("netboot-embedded:ipxe");
-    return m.default;
+    // Compiled: "/$bunfs/…" paths. Node bundle: paths relative to the bundle's chunk directory, where this
+    // module's code sits too.
+    return Object.fromEntries(Object.entries(m.default).map(([k, p]) => [k, p.startsWith(".") ? fileURLToPath(new URL(p, import.meta.url)) : p]));
   } catch {
     return undefined;
   }

@@ -45,3 +45,8 @@ export function transferLine(e: TransferEvent): string {
   const verb = e.outcome === "sent" ? `sent ${e.file} to` : `${e.outcome} ${e.file} for`;
   return `${verb} ${e.client}: ${e.bytes} bytes, blksize ${e.blksize}, windowsize ${e.windowsize}, ${e.seconds.toFixed(3)} s, ${e.retransmits} retransmits${e.reason ? ` (${e.reason})` : ""}`;
 }
+
+/** Error 8 after our OACK: a real refusal, or (edk2, curl) the answer to a size query made with tsize. */
+export function refusalReason(hadTsize: boolean, message: string): string {
+  return hadTsize ? `client ended after the OACK: a size query (tsize), as edk2 makes before the download (${message || "error 8"})` : `client refused the options (${message || "error 8"})`;
+}

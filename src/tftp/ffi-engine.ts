@@ -125,6 +125,7 @@ export async function createFfiEngine(log: Logger): Promise<FfiEngine> {
             windowsize: g.windowsize,
             timeout: g.timeout,
             oack,
+            sizeQuery: g.oack.has("tsize"),
             timing: spec.timing,
             mac: spec.mac,
           },

@@ -15,6 +15,8 @@ export interface WorkerStart {
   timeout: number | undefined;
   /** Encoded OACK packet, when options were acknowledged. */
   oack: ArrayBuffer | undefined;
+  /** The OACK carries tsize: an error 8 answer is a size query, not a refusal. */
+  sizeQuery: boolean;
   timing: { initialMs: number; minMs: number; maxMs: number; retries: number };
   mac: string | undefined;
 }

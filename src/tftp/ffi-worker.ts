@@ -8,6 +8,7 @@ import { ptr } from "bun:ffi";
 import { C, EPOLL_DATA_AT, EPOLL_EVENT_SIZE, SIZEOF_IOVEC, SIZEOF_MMSGHDR, SIZEOF_SOCKADDR_IN, libc, writePtr, writeSockaddrIn } from "../net/libc.ts";
 import { ErrorCode, Opcode } from "./constants.ts";
 import type { FromWorker, ToWorker, WorkerStart } from "./ffi-protocol.ts";
+import { refusalReason } from "./engine.ts";
 import { Rto } from "./rto.ts";
 import { Step, TransferState } from "./transfer.ts";
 
@@ -230,7 +231,7 @@ class WT {
       let msg = "";
       for (let i = at + 4; i < at + r && b[i] !== 0; i++) msg += String.fromCharCode(b[i]!);
       const refused = code === ErrorCode.OptionRefused && this.#state.oackPending;
-      this.#end(refused ? "refused" : "failed", refused ? `client refused the options (${msg || "error 8"})` : `client sent error ${code}: ${msg}`);
+      this.#end(refused ? "refused" : "failed", refused ? refusalReason(this.#m.sizeQuery, msg) : `client sent error ${code}: ${msg}`);
     }
     // anything else from the client is dropped; the transfer goes on
   }

@@ -5,7 +5,7 @@
  */
 import { openUdp, type UdpSocket } from "../net/udp.ts";
 import { ErrorCode, Opcode } from "./constants.ts";
-import type { TransferEngine, TransferEvent, TransferSpec } from "./engine.ts";
+import { refusalReason, type TransferEngine, type TransferEvent, type TransferSpec } from "./engine.ts";
 import { decodeTftpPacket, encodeTftpPacket, errorPacket } from "./packet.ts";
 import { Rto } from "./rto.ts";
 import { Step, TransferState, wireBlock } from "./transfer.ts";
@@ -102,7 +102,7 @@ class LoopTransfer {
     }
     if (pkt.op === Opcode.ERROR) {
       const refused = pkt.code === ErrorCode.OptionRefused && this.#state.oackPending;
-      this.#end(refused ? "refused" : "failed", refused ? `client refused the options (${pkt.message || "error 8"})` : `client sent error ${pkt.code}: ${pkt.message}`);
+      this.#end(refused ? "refused" : "failed", refused ? refusalReason(this.#spec.granted.oack.has("tsize"), pkt.message) : `client sent error ${pkt.code}: ${pkt.message}`);
     }
   }
 

@@ -20,7 +20,7 @@ describe("help and version", () => {
     expect(r.code).toBe(0);
     for (const c of ["serve", "demo", "ls", "cat", "bootcfg"]) expect(r.stdout).toContain(c);
     const expectations: Record<string, string[]> = {
-      serve: ["--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt", "--no-tftp", "--tftp-port", "--tftp-max-blksize", "--tftp-max-windowsize", "--cache-mem"],
+      serve: ["--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt", "--no-tftp", "--tftp-port", "--tftp-max-blksize", "--tftp-max-windowsize", "--cache-mem", "--iface", "--dhcp", "--pool", "--router", "--dns", "--domain", "--lease-time", "--reserve", "--force", "--state-dir", "--no-ipxe", "--ipxe-dir"],
       demo: ["--http-port", "--mac", "--serve"],
       ls: ["SOURCE", "--recursive"],
       cat: ["SOURCE", "PATH"],
@@ -99,6 +99,10 @@ describe("errors: one clear line and a non-zero exit", () => {
       ["serve", sampleIso, "--ip", "127.0.0.1", "--name", "../x"],
       ["serve", sampleIso, "--ip", "127.0.0.1", "--tftp-max-blksize", "70000"],
       ["serve", sampleIso, "--ip", "127.0.0.1", "--tftp-port", "99999"],
+      ["serve", sampleIso, "--ip", "127.0.0.1", "--dhcp", "sometimes"],
+      ["serve", sampleIso, "--ip", "127.0.0.1", "--pool", "10.0.0.9-10.0.0.1"],
+      ["serve", sampleIso, "--ip", "127.0.0.1", "--reserve", "nonsense"],
+      ["serve", sampleIso, "--iface", "no-such-interface0"],
       ["bootcfg", sampleIso, "--server", "ftp://x"],
       ["bootcfg", sampleIso, "--server", "http://x", "--mac", "zz"],
     ]) {
@@ -150,7 +154,7 @@ describe("errors: one clear line and a non-zero exit", () => {
 describe("serve", () => {
   test("serves until SIGTERM, then exits 0", async () => {
     const port = await freePort();
-    const proc = Bun.spawn([bun, join(repo, "src/main.ts"), "serve", sampleIso, "--ip", "127.0.0.1", "--http-port", String(port), "--name", "esxi"], {
+    const proc = Bun.spawn([bun, join(repo, "src/main.ts"), "serve", sampleIso, "--ip", "127.0.0.1", "--http-port", String(port), "--name", "esxi", "--dhcp", "off", "--no-tftp"], {
       stdout: "pipe",
       stderr: "pipe",
       env: { ...process.env, NO_COLOR: "1" },
