@@ -178,7 +178,9 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
         responders.push(
           serverResponder({
             serverIp,
-            poolFor: (p) => (p.giaddr ? scoped.find((s) => s.relayed && inSubnet(p.giaddr, s.net.subnet)) : scoped.find((s) => !s.relayed)),
+            // A relay's address (giaddr) picks the pool of its subnet; that may be our own link too (a relay
+            // agent on the same segment, or perfdhcp, which speaks as one).
+            poolFor: (p) => (p.giaddr ? scoped.find((s) => inSubnet(p.giaddr, s.net.subnet)) : scoped.find((s) => !s.relayed)),
             decide,
             onBound: (mac, ip) => neighbors.learn(formatIPv4(ip), mac),
           }),
