@@ -7,6 +7,10 @@ import { createBootFiles, type BootFiles } from "./boot/files.ts";
 import { imageNameFromSource, loadImage, type BootImage } from "./boot/image.ts";
 import { decideBoot, type PolicyConfig } from "./boot/policy.ts";
 import type { BootClient, BootDecision } from "./boot/types.ts";
+import { bsdpCatalog } from "./bsdp/catalog.ts";
+import type { BootImage as BsdpImage } from "./bsdp/options.ts";
+import { bsdpOfferExtension, bsdpResponder, type BsdpConfig } from "./bsdp/responder.ts";
+import { openSelectionStore } from "./bsdp/selections.ts";
 import { httpBase, type DhcpMode, type ServeConfig } from "./config.ts";
 import { LeasePool, type Lease } from "./dhcp/leases.ts";
 import { COMPACT_AFTER, openLeaseStore, type LeaseStore } from "./dhcp/lease-store.ts";
@@ -36,6 +40,8 @@ export interface AppHandle {
   readonly dhcp: DhcpServerHandle | undefined;
   /** What --dhcp auto decided (or the mode given). */
   readonly dhcpMode: DhcpMode;
+  /** What Macs see in their picker, when BSDP is answered. */
+  readonly bsdp: { images: readonly BsdpImage[]; selections: string } | undefined;
   /** "http://IP[:PORT]" as clients see it (with the port actually bound). */
   readonly httpBase: string;
   readonly ipxe: IpxeBinaries;
@@ -98,6 +104,8 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
     }
 
     const neighbors = new Neighbors();
+    /** MACs that spoke BSDP: Mac firmware, whose TFTP client needs blocks of 1460 bytes or less. */
+    const macFirmware = new Set<string>();
 
     // --- HTTP: bind first, so the URLs we hand out carry the port really bound (port 0 in tests). ---
     let app: ((req: HttpRequest) => Promise<HttpResponse>) | undefined;
@@ -146,20 +154,29 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
         cache,
         runtime: hooks.udpRuntime,
         onTransfer: hooks.onTftpTransfer,
-        clientInfo: hooks.tftpClientInfo ?? ((a) => ({ mac: neighbors.lookup(a) })),
+        clientInfo:
+          hooks.tftpClientInfo ??
+          ((a) => {
+            const mac = neighbors.lookup(a);
+            return { mac, maxBlksize: mac && macFirmware.has(mac) ? MAC_FIRMWARE_BLKSIZE : undefined };
+          }),
         engine: hooks.tftpEngine,
       });
       cleanups.push(() => tftp!.close());
       log.info(`TFTP on ${config.bind}:${tftp.port} (${tftp.engine})`);
     }
 
-    // --- DHCP / proxyDHCP ---
+    // --- DHCP / proxyDHCP / BSDP ---
     let dhcp: DhcpServerHandle | undefined;
     let mode: DhcpMode = config.dhcp.mode;
-    if (mode !== "off") {
+    let bsdpInfo: AppHandle["bsdp"];
+    // With --dhcp off, BSDP may still answer alone, but only on a link named with --iface.
+    const bsdpOn = config.bsdp.enabled && (mode !== "off" || config.iface !== undefined);
+    if (config.bsdp.enabled && !bsdpOn) log.info("BSDP not answered: --dhcp off without --iface (give --iface to answer Macs, or --no-bsdp)");
+    if (mode !== "off" || bsdpOn) {
       const serverIp = parseIPv4(config.ip);
       const link = resolveLink(config);
-      mode = await chooseDhcpMode(config, link, serverIp, log.child("dhcp"), hooks);
+      if (mode !== "off") mode = await chooseDhcpMode(config, link, serverIp, log.child("dhcp"), hooks);
       if (link.iface && typeof Bun === "undefined" && listIPv4().filter((a) => !a.address.startsWith("127.")).length > 1 && !config.dhcp.force) {
         // No FFI under Node: the socket on 0.0.0.0:67 hears every link and cannot tell them apart.
         throw new ServiceError(
@@ -169,6 +186,30 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
         );
       }
       const responders: Responder[] = [...(hooks.responders?.({ serverIp, decide }) ?? [])];
+      let bsdp: BsdpConfig | undefined;
+      if (bsdpOn) {
+        const selections = openSelectionStore(config.stateDir);
+        const images = bsdpCatalog([{ name: image.name, label: image.esxi?.displayName ?? image.name }]);
+        bsdp = {
+          serverIp,
+          images,
+          defaultImage: images[0]!.id,
+          priority: config.bsdp.priority,
+          bootFile: config.bsdp.bootFile,
+          selections,
+          refuse: (c) => policy.gate?.(c),
+          onMac: (mac, address) => {
+            macFirmware.add(mac);
+            if (address) neighbors.learn(address, mac);
+          },
+          foldIntoOffers: mode === "server",
+        };
+        responders.push(bsdpResponder(bsdp));
+        bsdpInfo = { images, selections: selections.path };
+        const found = await files.resolve(config.bsdp.bootFile.split("/"));
+        if (found.kind !== "file") log.warn(`BSDP: Macs are told to boot ${config.bsdp.bootFile}, which is not served (${found.kind === "missing" ? found.reason : "a directory"}); see --mac-bootfile`);
+        log.info(`BSDP: Macs see "${images[0]!.name}" (image id 0x${images[0]!.id.toString(16)}), priority ${config.bsdp.priority}, boot ${config.bsdp.bootFile}; ${selections.size} remembered selection(s) in ${selections.path}`);
+      }
       if (mode === "server") {
         const { scoped, store } = buildPools(config, link, serverIp, log.child("dhcp"));
         cleanups.push(() => {
@@ -183,15 +224,17 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
             poolFor: (p) => (p.giaddr ? scoped.find((s) => inSubnet(p.giaddr, s.net.subnet)) : scoped.find((s) => !s.relayed)),
             decide,
             onBound: (mac, ip) => neighbors.learn(formatIPv4(ip), mac),
+            extend: bsdp ? bsdpOfferExtension(bsdp) : undefined,
           }),
         );
       }
-      responders.push(proxyResponder({ serverIp, decide }));
+      if (mode !== "off") responders.push(proxyResponder({ serverIp, decide }));
       dhcp = await startDhcpServer({
         responders,
         iface: link.iface,
         serverPort: hooks.dhcpPorts?.server ?? config.dhcp.port,
-        pxePort: hooks.dhcpPorts ? hooks.dhcpPorts.pxe : config.dhcp.pxePort,
+        // BSDP alone needs no PXE boot-server port.
+        pxePort: mode === "off" ? null : hooks.dhcpPorts ? hooks.dhcpPorts.pxe : config.dhcp.pxePort,
         log: log.child("dhcp"),
         runtime: hooks.udpRuntime,
         transmit: hooks.dhcpTransmit,
@@ -201,7 +244,8 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
         },
       });
       cleanups.push(() => dhcp!.close());
-      log.info(`DHCP ${mode === "server" ? "server" : "proxyDHCP"} on ${link.iface ?? "all interfaces"} (${dhcp.binding}), port ${dhcp.port}${dhcp.pxePort ? ` and ${dhcp.pxePort}` : ""}`);
+      const what = mode === "server" ? "DHCP server" : mode === "proxy" ? "proxyDHCP" : "BSDP only (no DHCP)";
+      log.info(`${what} on ${link.iface ?? "all interfaces"} (${dhcp.binding}), port ${dhcp.port}${dhcp.pxePort ? ` and ${dhcp.pxePort}` : ""}${bsdpOn && mode !== "off" ? "; BSDP for Macs" : ""}`);
     }
 
     return {
@@ -212,6 +256,7 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
       tftp,
       dhcp,
       dhcpMode: mode,
+      bsdp: bsdpInfo,
       httpBase: base,
       ipxe,
       decide,
@@ -224,6 +269,9 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
 }
 
 // --- internal ---
+
+/** Intel Mac firmware's TFTP client fails with blocks larger than an Ethernet frame's payload allows. */
+const MAC_FIRMWARE_BLKSIZE = 1460;
 
 interface Link {
   iface: string | undefined;

@@ -47,7 +47,16 @@ export interface ServeConfig {
      *  before its first OFFER (ISC dhcpd 1 s), so this must be longer. */
     probeMs: number;
   };
-  /** Leases (and later: boot state) live here. */
+  /** Apple BSDP for Intel Macs (bsdp/). */
+  bsdp: {
+    /** --no-bsdp turns it off. With --dhcp off it still answers BSDP alone, on --iface's link. */
+    enabled: boolean;
+    /** Sub-option 4 in ACK[LIST]: Macs pick the server with the highest (--bsdp-priority). */
+    priority: number;
+    /** TFTP path a Mac boots after SELECT (--mac-bootfile). */
+    bootFile: string;
+  };
+  /** Leases and BSDP selections live here. */
   stateDir: string;
   ipxe: {
     /** --ipxe-dir: where undionly.kpxe, snponly.efi and ipxe.efi are; embedded/system ones otherwise. */
@@ -87,6 +96,7 @@ export function defaultConfig(source: string, ip: string): ServeConfig {
     cacheMem: 512 * 1024 * 1024,
     tftp: { enabled: true, port: 69, maxBlksize: 65464, maxWindowsize: 64 },
     dhcp: { mode: "auto", port: 67, pxePort: 4011, pools: [], router: undefined, dns: [], domain: undefined, leaseSeconds: 3600, reservations: [], force: false, probeMs: 6000 },
+    bsdp: { enabled: true, priority: 0x8000, bootFile: "ipxe/snponly.efi" },
     stateDir: defaultStateDir(),
     ipxe: { dir: undefined, disabled: false },
     boot: { ks: undefined, keepCdromBoot: false, extraKernelopt: undefined },
@@ -147,6 +157,13 @@ export function validateServeConfig(c: ServeConfig): ServeConfig {
   }
   if (!Number.isInteger(c.tftp.maxWindowsize) || c.tftp.maxWindowsize < 1 || c.tftp.maxWindowsize > 65535) {
     throw new ConfigError("E_WINDOWSIZE", `--tftp-max-windowsize: ${c.tftp.maxWindowsize} is outside 1..65535 (RFC 7440)`);
+  }
+  if (!Number.isInteger(c.bsdp.priority) || c.bsdp.priority < 0 || c.bsdp.priority > 65535) {
+    throw new ConfigError("E_BSDP_PRIORITY", `--bsdp-priority: ${c.bsdp.priority} is outside 0..65535`);
+  }
+  c.bsdp.bootFile = c.bsdp.bootFile.replace(/^\/+/, "");
+  if (!c.bsdp.bootFile || c.bsdp.bootFile.length > 127 || /[\0\\]|(^|\/)\.\.(\/|$)/.test(c.bsdp.bootFile)) {
+    throw new ConfigError("E_MAC_BOOTFILE", `--mac-bootfile ${JSON.stringify(c.bsdp.bootFile)}: give a TFTP path of this server (at most 127 bytes, no "..")`);
   }
   if (!Number.isInteger(c.cacheMem) || c.cacheMem < 0) throw new ConfigError("E_CACHE", `--cache-mem: ${c.cacheMem} is not a size`);
   return c;

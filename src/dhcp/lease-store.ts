@@ -4,9 +4,10 @@
  * before the reply goes out). Start-up loads the snapshot, replays the journal, and compacts both into a
  * new snapshot; the journal is compacted again when it grows.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
 import { join } from "node:path";
 import { SourceError } from "../errors.ts";
+import { ensureStateDir, writeFileAtomic } from "../state/atomic.ts";
 import type { Lease } from "./leases.ts";
 
 export interface LeaseStore {
@@ -25,11 +26,7 @@ export interface LeaseStore {
 export const COMPACT_AFTER = 20_000;
 
 export function openLeaseStore(dir: string, opts: { fsync?: boolean } = {}): LeaseStore {
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw new SourceError("E_STATE_DIR", `cannot create state directory ${dir}: ${(err as Error).message}`);
-  }
+  ensureStateDir(dir);
   const snapshot = join(dir, "leases.json");
   const journal = join(dir, "leases.journal");
   const byKey = new Map<string, Lease>();
@@ -54,16 +51,8 @@ export function openLeaseStore(dir: string, opts: { fsync?: boolean } = {}): Lea
     }
   }
   const loaded = [...byKey.values()];
-  const writeSnapshot = (all: readonly Lease[]) => {
-    const tmp = `${snapshot}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, written: new Date().toISOString(), leases: all }, null, 1));
-    if (opts.fsync) {
-      const fd = openSync(tmp, "r");
-      fsyncSync(fd);
-      closeSync(fd);
-    }
-    renameSync(tmp, snapshot);
-  };
+  const writeSnapshot = (all: readonly Lease[]) =>
+    writeFileAtomic(snapshot, JSON.stringify({ version: 1, written: new Date().toISOString(), leases: all }, null, 1), opts);
   writeSnapshot(loaded);
   // O_APPEND: every record lands at the end, also after the journal was truncated by compact().
   writeFileSync(journal, "");

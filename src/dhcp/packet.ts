@@ -97,10 +97,7 @@ export function encodeDhcpPacket(p: DhcpPacket): Uint8Array {
       w.u8(code).u8(0);
       continue;
     }
-    for (let at = 0; at < value.length; at += 255) {
-      const chunk = value.subarray(at, at + 255);
-      w.u8(code).u8(chunk.length).bytes(chunk);
-    }
+    for (const chunk of code === Opt.VendorSpecific ? splitEncapsulated(value) : splitRaw(value)) w.u8(code).u8(chunk.length).bytes(chunk);
   }
   w.u8(Opt.End);
   if (w.length < MIN_PACKET) w.zeros(MIN_PACKET - w.length);
@@ -186,6 +183,35 @@ function parseOptions(area: Uint8Array, into: Map<number, Uint8Array[]>, where: 
     i += 2 + len;
   }
   // A missing End option is tolerated: several PXE ROMs end the options with padding only.
+}
+
+function splitRaw(value: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let at = 0; at < value.length; at += 255) out.push(value.subarray(at, at + 255));
+  return out;
+}
+
+/**
+ * Option 43 holds sub-options (RFC 2132 §8.4): when it needs several instances, cut between sub-options,
+ * so that a client that reads each instance on its own (Mac firmware, BSDP) still sees whole ones.
+ */
+function splitEncapsulated(value: Uint8Array): Uint8Array[] {
+  if (value.length <= 255) return [value];
+  const out: Uint8Array[] = [];
+  let start = 0;
+  let i = 0;
+  while (i < value.length) {
+    const tag = value[i]!;
+    const size = tag === 0 || tag === 255 ? 1 : 2 + (value[i + 1] ?? 0);
+    if (size > 255) return splitRaw(value); // not a sub-option stream we can honour
+    if (i + size - start > 255) {
+      out.push(value.subarray(start, i));
+      start = i;
+    }
+    i += size;
+  }
+  out.push(value.subarray(start));
+  return out;
 }
 
 function concat(parts: Uint8Array[]): Uint8Array {

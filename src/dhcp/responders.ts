@@ -22,6 +22,8 @@ export interface DhcpAnswer {
   packet: DhcpPacket;
   /** One line for the log ("OFFER 10.0.0.5, boot ipxe/snponly.efi"). */
   note: string;
+  /** The client asked to be answered on this port instead of 68 (BSDP reply port); relays still get 67. */
+  clientPort?: number;
 }
 
 /** undefined: not mine, ask the next responder; `ignore`: mine, no answer (the reason goes to the log). */
@@ -84,6 +86,8 @@ export interface ServerResponderOptions {
   decide: Decide;
   /** Called after a lease is bound (ACK), for IP → MAC lookups (iPXE script, TFTP). */
   onBound?: (mac: string, ip: number) => void;
+  /** Last word on each OFFER/ACK before it goes out (BSDP folds its answer into a Mac's offer). */
+  extend?: (req: DhcpPacket, reply: DhcpPacket, client: BootClient) => void;
 }
 
 /**
@@ -105,6 +109,7 @@ export function serverResponder(opts: ServerResponderOptions): Responder {
       addBootFields(reply, req, d, { serverIp: opts.serverIp, proxy: false });
       boot = `, boot ${d.file}`;
     }
+    opts.extend?.(req, reply, client);
     echoRelayInfo(req, reply);
     return { packet: reply, note: `${messageTypeName(type)} ${formatIPv4(yiaddr)}${boot}${note}` };
   };

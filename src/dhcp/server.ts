@@ -98,6 +98,7 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
       }
       for (const a of out.answers) {
         const to = replyDestination(packet, a.packet, req.source, viaPxePort, opts.transmit);
+        if (a.clientPort !== undefined && !packet.giaddr && !viaPxePort) to.port = a.clientPort;
         try {
           sock.send(encodeDhcpPacket(a.packet), to.port, to.address);
         } catch (err) {

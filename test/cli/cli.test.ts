@@ -20,7 +20,7 @@ describe("help and version", () => {
     expect(r.code).toBe(0);
     for (const c of ["serve", "demo", "ls", "cat", "bootcfg"]) expect(r.stdout).toContain(c);
     const expectations: Record<string, string[]> = {
-      serve: ["--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt", "--no-tftp", "--tftp-port", "--tftp-max-blksize", "--tftp-max-windowsize", "--cache-mem", "--iface", "--dhcp", "--pool", "--router", "--dns", "--domain", "--lease-time", "--reserve", "--force", "--state-dir", "--no-ipxe", "--ipxe-dir"],
+      serve: ["--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt", "--no-tftp", "--tftp-port", "--tftp-max-blksize", "--tftp-max-windowsize", "--cache-mem", "--iface", "--dhcp", "--pool", "--router", "--dns", "--domain", "--lease-time", "--reserve", "--force", "--state-dir", "--no-ipxe", "--ipxe-dir", "--no-bsdp", "--bsdp-priority", "--mac-bootfile"],
       demo: ["--http-port", "--mac", "--serve"],
       ls: ["SOURCE", "--recursive"],
       cat: ["SOURCE", "PATH"],
@@ -103,6 +103,8 @@ describe("errors: one clear line and a non-zero exit", () => {
       ["serve", sampleIso, "--ip", "127.0.0.1", "--pool", "10.0.0.9-10.0.0.1"],
       ["serve", sampleIso, "--ip", "127.0.0.1", "--reserve", "nonsense"],
       ["serve", sampleIso, "--iface", "no-such-interface0"],
+      ["serve", sampleIso, "--ip", "127.0.0.1", "--bsdp-priority", "70000"],
+      ["serve", sampleIso, "--ip", "127.0.0.1", "--mac-bootfile", "../etc/passwd"],
       ["bootcfg", sampleIso, "--server", "ftp://x"],
       ["bootcfg", sampleIso, "--server", "http://x", "--mac", "zz"],
     ]) {

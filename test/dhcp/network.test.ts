@@ -4,8 +4,10 @@
  * server, and two links to prove answers stay on the chosen one.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync, chmodSync, existsSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { startCapture, tshark } from "../helpers/capture.ts";
+import { startDnsmasq, udhcpc, type Daemon } from "../helpers/dhcp-clients.ts";
 import { createLan, type Lan } from "../helpers/lan.ts";
 import { makeEsxiIso } from "../helpers/esxi-iso.ts";
 import { serve, type Served } from "../helpers/serve.ts";
@@ -15,49 +17,6 @@ import { requireRoot } from "../helpers/netns.ts";
 for (const t of ["ip", "busybox", "tcpdump", "tshark", "dhcrelay", "dnsmasq"]) requireTool(t);
 requireRoot();
 const iso = makeEsxiIso();
-
-/** udhcpc in a namespace; returns the variables its script saw on "bound" (empty when no lease). */
-async function udhcpc(lan: Lan, node: string, extra: string[] = []): Promise<Record<string, string>> {
-  const dir = tempDir("udhcpc-");
-  const out = join(dir, "lease.env");
-  const script = join(dir, "script.sh");
-  writeFileSync(script, `#!/bin/sh\n[ "$1" = bound ] || exit 0\nenv > "${out}"\n`);
-  chmodSync(script, 0o755);
-  const n = lan.nodes[node]!;
-  const p = Bun.spawn(["ip", "netns", "exec", n.ns, "busybox", "udhcpc", "-i", n.ifname, "-n", "-q", "-f", "-t", "4", "-T", "1", "-A", "1", "-s", script, ...extra], { stdout: "pipe", stderr: "pipe" });
-  await p.exited;
-  if (!existsSync(out)) return {};
-  return Object.fromEntries(
-    readFileSync(out, "utf8")
-      .split("\n")
-      .filter((l) => l.includes("="))
-      .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
-  );
-}
-
-/**
- * tcpdump in a namespace until stop(); the capture file. --immediate-mode: without it libpcap hands packets
- * over in blocks, once a second, and a capture stopped sooner holds none.
- */
-async function capture(lan: Lan, node: string): Promise<{ file: string; stop: () => Promise<void> }> {
-  const file = join(tempDir("pcap-"), "dhcp.pcap");
-  const n = lan.nodes[node]!;
-  const p = Bun.spawn(["ip", "netns", "exec", n.ns, "tcpdump", "-Z", "root", "--immediate-mode", "-i", n.ifname, "-U", "-w", file, "udp port 67 or udp port 68"], { stdout: "ignore", stderr: "ignore" });
-  await Bun.sleep(1000); // tcpdump needs a moment before it captures
-  return {
-    file,
-    async stop() {
-      await Bun.sleep(300);
-      p.kill("SIGTERM");
-      await p.exited;
-    },
-  };
-}
-
-function tshark(args: string[]): string {
-  const r = Bun.spawnSync(["tshark", ...args], { stdout: "pipe", stderr: "pipe" });
-  return r.stdout.toString();
-}
 
 describe("DHCP server mode with udhcpc, checked by tshark", () => {
   let lan: Lan;
@@ -78,7 +37,7 @@ describe("DHCP server mode with udhcpc, checked by tshark", () => {
   });
 
   test("a reserved client gets its address and hostname, with router, DNS, domain and lease time", async () => {
-    const cap = await capture(lan, "cli");
+    const cap = await startCapture(lan.nodes.cli!.ns, "lan0");
     const lease = await udhcpc(lan, "cli");
     await cap.stop();
     expect(lease).toMatchObject({ ip: "10.211.0.50", subnet: "255.255.255.0", router: "10.211.0.254", dns: "10.211.0.53 10.211.0.54", domain: "lab.test", lease: "600", serverid: "10.211.0.1", hostname: "esx01" });
@@ -160,18 +119,13 @@ describe("relay", () => {
 
 describe("beside another DHCP server", () => {
   let lan: Lan;
-  let dnsmasq: ReturnType<typeof Bun.spawn>;
+  let dnsmasq: Daemon;
   beforeAll(async () => {
     lan = createLan(216, [{ name: "srv" }, { name: "site" }, { name: "cli", ip: null }]);
-    dnsmasq = Bun.spawn(
-      ["ip", "netns", "exec", lan.nodes.site!.ns, "dnsmasq", "-k", "--conf-file=/dev/null", "--port=0", "--interface=lan0", "--bind-interfaces", "--dhcp-range=10.216.0.150,10.216.0.199,255.255.255.0,10m", `--dhcp-leasefile=${join(tempDir(), "l")}`, "--user=root", "--group=root"],
-      { stdout: "ignore", stderr: "ignore" },
-    );
-    await Bun.sleep(500);
+    dnsmasq = await startDnsmasq(lan, "site", 150, 199);
   }, 30_000);
   afterAll(async () => {
-    dnsmasq?.kill("SIGTERM");
-    await dnsmasq?.exited;
+    await dnsmasq?.stop();
     lan?.destroy();
   });
 

@@ -7,6 +7,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { cleanDissection, startCapture } from "../helpers/capture.ts";
+import { startDnsmasq } from "../helpers/dhcp-clients.ts";
 import { makeEsxiIso } from "../helpers/esxi-iso.ts";
 import { createLan, type Lan } from "../helpers/lan.ts";
 import { requireRoot } from "../helpers/netns.ts";
@@ -38,12 +40,7 @@ async function boot(mode: FirmwareMode, dhcp: "server" | "proxy" | "auto", net: 
   const lan = createLan(net, [{ name: "srv" }, ...(withSite ? [{ name: "site" }] : [])], ["tap0"]);
   lans.push(lan);
   if (withSite) {
-    const site = Bun.spawn(
-      ["ip", "netns", "exec", lan.nodes.site!.ns, "dnsmasq", "-k", "--conf-file=/dev/null", "--port=0", "--interface=lan0", "--bind-interfaces", `--dhcp-range=10.${net}.0.100,10.${net}.0.199,255.255.255.0,10m`, `--dhcp-leasefile=${join(tempDir(), "leases")}`, "--user=root", "--group=root"],
-      { stdout: "ignore", stderr: "ignore" },
-    );
-    running.push({ stop: async () => (site.kill("SIGTERM"), site.exited) });
-    await Bun.sleep(300);
+    running.push(await startDnsmasq(lan, "site", 100, 199));
   }
   const args = [iso, "--iface", "lan0", "--name", "esxi", "--state-dir", tempDir("state-"), "-v"];
   if (dhcp === "server") args.push("--dhcp", "server", "--force"); // --force: the link is ours, skip the probe
@@ -52,10 +49,8 @@ async function boot(mode: FirmwareMode, dhcp: "server" | "proxy" | "auto", net: 
   running.push(srv);
   if (dhcp === "auto") expect(srv.log()).toMatch(/--dhcp auto: DHCP server\(s\) 10\.\d+\.0\.2 answered on lan0, so netboot runs as proxyDHCP/);
   // Everything on the wire, for tshark's DHCP dissector afterwards.
-  const pcap = join(tempDir("pcap-"), "boot.pcap");
-  const dump = Bun.spawn(["ip", "netns", "exec", lan.switchNs, "tcpdump", "-Z", "root", "--immediate-mode", "-i", "br0", "-U", "-w", pcap, "udp port 67 or udp port 68 or udp port 4011"], { stdout: "ignore", stderr: "ignore" });
-  running.push({ stop: async () => (dump.kill("SIGTERM"), dump.exited) });
-  await Bun.sleep(1000);
+  const dump = await startCapture(lan.switchNs, "br0", "udp port 67 or udp port 68 or udp port 4011");
+  running.push(dump);
   const qemu: Qemu = bootFirmware(mode, lan.switchNs, "tap0");
   running.push(qemu);
   try {
@@ -67,18 +62,10 @@ async function boot(mode: FirmwareMode, dhcp: "server" | "proxy" | "auto", net: 
     const serial = existsSync(join(qemu.dir, "serial.log")) ? readFileSync(join(qemu.dir, "serial.log"), "utf8").slice(-3000) : "";
     throw new Error(`${(err as Error).message}\n--- netboot log ---\n${srv.log()}\n--- serial ---\n${serial}`);
   }
-  dump.kill("SIGTERM");
-  await dump.exited;
-  checkReplies(pcap, `10.${net}.0.1`);
+  await dump.stop();
+  // Every DHCP reply netboot sent decodes in tshark without a malformed or error mark.
+  cleanDissection(dump.file, `ip.src == 10.${net}.0.1 && dhcp`);
   return srv.log();
-}
-
-/** Every DHCP reply netboot sent decodes in tshark without a malformed or error mark. */
-function checkReplies(pcap: string, serverIp: string): void {
-  const r = Bun.spawnSync(["tshark", "-r", pcap, "-Y", `ip.src == ${serverIp} && dhcp`, "-V"], { stdout: "pipe", stderr: "pipe" });
-  const text = r.stdout.toString();
-  expect(text).toContain("Dynamic Host Configuration Protocol");
-  expect(text).not.toMatch(/Malformed|Expert Info \(Error/);
 }
 
 describe("real firmware, netboot as the link's DHCP server", () => {
