@@ -29,6 +29,16 @@ export function requireRoot(): void {
 
 let counter = 0;
 
+function waitForCarrier(ns: string, dev: string): void {
+  const until = Date.now() + 5000;
+  for (;;) {
+    const r = spawnSync("ip", ["-n", ns, "-o", "link", "show", "dev", dev], { encoding: "utf8" });
+    if (!/NO-CARRIER/.test(r.stdout ?? "") && /LOWER_UP/.test(r.stdout ?? "")) return;
+    if (Date.now() > until) throw new Error(`${dev} in ${ns} has no carrier after 5 s: ${r.stdout}`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+}
+
 export interface NetPairOptions {
   /** Put a lossy wire (test/helpers/lossy-wire.ts) between the two ends instead of a direct veth pair. */
   lossy?: { loss: number; reorder: number; seed: number };
@@ -84,6 +94,9 @@ export function createNetPair(subnet = 199, opts: NetPairOptions = {}): NetPair 
       sh(["ip", "-n", ns, "link", "set", "lo", "up"]);
       sh(["ip", "-n", ns, "link", "set", dev, "up"]);
     }
+    // A veth end has no carrier until its peer is up (and through the wire, until both sides are): wait for
+    // it, because a link without carrier is missing from getifaddrs() and netboot would not find its --ip.
+    for (const [ns, dev] of [[server, serverIf], [client, clientIf]] as const) waitForCarrier(ns, dev);
   } catch (err) {
     destroy();
     throw err;

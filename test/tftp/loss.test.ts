@@ -23,7 +23,7 @@ for (const engine of ["worker", "event-loop"] as const) {
     beforeAll(async () => {
       net = createNetPair(engine === "worker" ? 198 : 197, { lossy: { loss: 0.2, reorder: 0.25, seed: 7 } });
       server = Bun.spawn(
-        ["ip", "netns", "exec", net.server, bun, join(repo, "src/main.ts"), "serve", iso, "--ip", net.serverIp, "--name", "esxi", "--http-port", "8080", "-v"],
+        ["ip", "netns", "exec", net.server, bun, join(repo, "src/main.ts"), "serve", iso, "--ip", net.serverIp, "--name", "esxi", "--http-port", "8080", "--dhcp", "off", "-v"],
         { stdout: "pipe", stderr: "pipe", env: { ...process.env, NETBOOT_TFTP_ENGINE: engine, NO_COLOR: "1" } },
       );
       const collect = async (s: ReadableStream<Uint8Array>) => {
