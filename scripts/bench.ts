@@ -7,10 +7,11 @@
  */
 import { benchDhcp } from "./bench/dhcp.ts";
 import { benchHttp } from "./bench/http.ts";
+import { benchSources } from "./bench/sources.ts";
 import { benchTftp } from "./bench/tftp.ts";
 
 const which = process.argv[2] ?? "all";
-const benches: Record<string, () => Promise<void>> = { http: benchHttp, tftp: benchTftp, dhcp: benchDhcp };
+const benches: Record<string, () => Promise<void>> = { http: benchHttp, tftp: benchTftp, dhcp: benchDhcp, sources: benchSources };
 if (which !== "all" && !benches[which]) {
   console.error(`unknown benchmark ${which}; known: ${Object.keys(benches).join(", ")}, all`);
   process.exit(2);

@@ -76,7 +76,7 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
   };
   try {
     // --- image ---
-    const tree = await openTree(config.source);
+    const tree = await openTree(config.source, { cacheDir: config.cacheDir, log: log.child("source") });
     cleanups.push(() => tree.close());
     const image = await loadImage(tree, config.name ?? imageNameFromSource(config.source));
     log.info(`image ${image.name}: ${tree.description}`);
@@ -117,7 +117,9 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
       port: config.http.port,
       log: log.child("http"),
       onRequest: hooks.onHttpRequest,
-      runtime: hooks.httpRuntime,
+      // Bun.serve sends a stream chunked whatever Content-Length says, and mboot trusts Content-Length: a
+      // source whose bytes are not in local files (a URL) is served by node:http, which keeps the length.
+      runtime: hooks.httpRuntime ?? (tree.local ? undefined : "node"),
     });
     cleanups.push(() => http.close());
     const base = httpBase(config.ip, http.port);

@@ -58,6 +58,8 @@ export interface ServeConfig {
   };
   /** Leases and BSDP selections live here. */
   stateDir: string;
+  /** --cache-dir: disk cache of URL blocks, and where compressed zip entries are unpacked (files/open.ts). */
+  cacheDir: string | undefined;
   ipxe: {
     /** --ipxe-dir: where undionly.kpxe, snponly.efi and ipxe.efi are; embedded/system ones otherwise. */
     dir: string | undefined;
@@ -98,6 +100,7 @@ export function defaultConfig(source: string, ip: string): ServeConfig {
     dhcp: { mode: "auto", port: 67, pxePort: 4011, pools: [], router: undefined, dns: [], domain: undefined, leaseSeconds: 3600, reservations: [], force: false, probeMs: 6000 },
     bsdp: { enabled: true, priority: 0x8000, bootFile: "ipxe/snponly.efi" },
     stateDir: defaultStateDir(),
+    cacheDir: undefined,
     ipxe: { dir: undefined, disabled: false },
     boot: { ks: undefined, keepCdromBoot: false, extraKernelopt: undefined },
   };

@@ -8,7 +8,8 @@ import { parseMac } from "../wire/mac.ts";
 import { logArgs } from "./common.ts";
 
 export const sourceArg = {
-  source: { type: "positional", required: true, description: "ESXi installer ISO file", valueHint: "ISO" },
+  source: { type: "positional", required: true, description: "ESXi installer: ISO file, directory (mounted or extracted), http(s) URL of an ISO, or zip", valueHint: "SOURCE" },
+  "cache-dir": { type: "string", description: "Disk cache for URL sources (blocks kept across runs) and where compressed zip entries are unpacked (default for zips: /var/cache/netboot as root, else ~/.cache/netboot)", valueHint: "DIR" },
 } as const satisfies ArgsDef;
 
 export const serveArgs = {
@@ -98,6 +99,7 @@ export function serveConfigFromArgs(raw: ServeArgsParsed, env: ArgsEnvironment =
         bootFile: s("mac-bootfile") ?? "ipxe/snponly.efi",
       },
       stateDir: s("state-dir"),
+      cacheDir: s("cache-dir"),
       ipxe: { dir: s("ipxe-dir"), disabled: b("ipxe") === false },
       boot: { ks: s("ks"), keepCdromBoot: b("keep-cdromboot") ?? false, extraKernelopt: s("kernelopt") },
     }),

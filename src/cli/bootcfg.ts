@@ -5,7 +5,7 @@ import { ConfigError, SourceError } from "../errors.ts";
 import { openTree } from "../files/open.ts";
 import { macDirName, parseMac } from "../wire/mac.ts";
 import { sourceArg } from "./args.ts";
-import { guard } from "./common.ts";
+import { guard, stderrLogger } from "./common.ts";
 
 export default defineCommand({
   meta: { name: "bootcfg", description: "Print the boot.cfg a client gets: prefix added, leading / stripped, kickstart in kernelopt" },
@@ -26,7 +26,7 @@ export default defineCommand({
       }
       const mac = args.mac ? parseMac(args.mac) : undefined;
       if (args.ks?.includes("{mac}") && !mac) throw new ConfigError("E_ARG", "--ks uses {mac}: pass --mac too");
-      const tree = await openTree(args.source);
+      const tree = await openTree(args.source, { cacheDir: args["cache-dir"], log: stderrLogger() });
       try {
         const image = await loadImage(tree, args.name ?? imageNameFromSource(args.source));
         const esxi = image.esxi;

@@ -2,7 +2,7 @@ import { defineCommand } from "citty";
 import { SourceError } from "../errors.ts";
 import { openTree } from "../files/open.ts";
 import { sourceArg } from "./args.ts";
-import { guard } from "./common.ts";
+import { guard, stderrLogger } from "./common.ts";
 
 export default defineCommand({
   meta: { name: "cat", description: "Write one file of the image to stdout, as stored (e.g. boot.cfg)" },
@@ -12,7 +12,7 @@ export default defineCommand({
   },
   async run({ args }) {
     await guard(async () => {
-      const tree = await openTree(args.source);
+      const tree = await openTree(args.source, { cacheDir: args["cache-dir"], log: stderrLogger() });
       try {
         const info = await tree.stat(args.path);
         if (!info) throw new SourceError("E_NOT_FOUND", `${args.path}: not in the image`);

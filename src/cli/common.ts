@@ -1,5 +1,5 @@
 /** What every command shares: the logger from --verbose/--quiet, and typed errors → one line + exit code. */
-import { consola } from "consola";
+import { consola, createConsola } from "consola";
 import { ConfigError, NetbootError, ServiceError } from "../errors.ts";
 import { createLogger, type LogLevel, type Logger } from "../log.ts";
 
@@ -28,6 +28,11 @@ export async function guard(body: () => Promise<void>): Promise<void> {
     }
     throw err;
   }
+}
+
+/** For commands whose stdout is the result (ls, cat, bootcfg): what the source says goes to stderr. */
+export function stderrLogger(): Logger {
+  return createLogger("", "info", createConsola({ level: 3, stdout: process.stderr, stderr: process.stderr, formatOptions: { compact: true } }));
 }
 
 export function die(message: string): never {

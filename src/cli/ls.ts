@@ -2,7 +2,7 @@ import { defineCommand } from "citty";
 import { openTree } from "../files/open.ts";
 import type { FileInfo, FileTree } from "../files/tree.ts";
 import { sourceArg } from "./args.ts";
-import { guard } from "./common.ts";
+import { guard, stderrLogger } from "./common.ts";
 
 export default defineCommand({
   meta: { name: "ls", description: "List a directory of the image (case-insensitive paths, like the servers)" },
@@ -13,7 +13,7 @@ export default defineCommand({
   },
   async run({ args }) {
     await guard(async () => {
-      const tree = await openTree(args.source);
+      const tree = await openTree(args.source, { cacheDir: args["cache-dir"], log: stderrLogger() });
       try {
         const dir = await tree.stat(args.dir ?? "/");
         if (!dir) throw new (await import("../errors.ts")).SourceError("E_NOT_FOUND", `${args.dir}: not in the image`);

@@ -1,6 +1,6 @@
 /** FileTree over an ISO 9660 image, read in place from any ByteSource. */
 import { IsoImage, type IsoEntry } from "../iso/image.ts";
-import type { ByteSource } from "./source.ts";
+import { shiftAlign, type ByteSource } from "./source.ts";
 import type { FileData, FileInfo, FileTree } from "./tree.ts";
 
 export async function openIsoTree(source: ByteSource): Promise<FileTree & { image: IsoImage }> {
@@ -12,6 +12,9 @@ export async function openIsoTree(source: ByteSource): Promise<FileTree & { imag
   };
   return {
     kind: "iso",
+    get local() {
+      return source.localPath !== undefined;
+    },
     description: `${source.description} (ISO 9660, ${image.nameSpace} names, volume ${JSON.stringify(image.volumeId)})`,
     image,
     async stat(path) {
@@ -34,7 +37,8 @@ export async function openIsoTree(source: ByteSource): Promise<FileTree & { imag
         // The bytes of a file are a window on an unchanged image: image version + window identify them.
         etag: `"${source.version}-${start.toString(16)}-${e.size.toString(16)}"`,
         read: (offset, length) => image.read(e, offset, length),
-        local: source.localPath && (single || e.size === 0) ? { path: source.localPath, offset: start } : undefined,
+        local: source.localPath && (single || e.size === 0) ? { path: source.localPath, offset: (source.localOffset ?? 0) + start } : undefined,
+        align: single ? shiftAlign(source.align, start) : undefined,
       };
     },
     close: () => source.close(),

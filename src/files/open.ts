@@ -1,27 +1,68 @@
-/** Opens whatever the user named as the image source and returns its file tree. */
+/**
+ * Opens whatever the user named as the image source and returns its file tree: an ISO file, a directory
+ * (a mounted ISO or an extracted tree), an http(s) URL of an ISO (or of a zip holding one), or a zip.
+ * ISO and zip are told apart by their bytes, not by the name.
+ */
 import { stat } from "node:fs/promises";
-import { SourceError } from "../errors.ts";
+import { IsoError, SourceError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { openDirTree } from "./dir.ts";
 import { openIsoTree } from "./iso.ts";
-import { openFileSource, sourceErrorFromFs } from "./source.ts";
+import { openFileSource, sourceErrorFromFs, type ByteSource } from "./source.ts";
 import type { FileTree } from "./tree.ts";
+import { openUrlSource, redact } from "./url.ts";
+import { looksLikeZip, openZipTree } from "./zip.ts";
 
-export async function openTree(spec: string): Promise<FileTree> {
-  if (/^https?:\/\//i.test(spec)) {
-    throw new SourceError("E_SOURCE_KIND", `${spec}: URL sources are not supported by this build yet; download the ISO and pass the file`);
+export interface OpenTreeOptions {
+  /** --cache-dir: disk cache of URL blocks (only when given), and where compressed zip entries are unpacked. */
+  cacheDir?: string | undefined;
+  /** Where zip entries are unpacked when no --cache-dir is given. */
+  defaultCacheDir?: string | undefined;
+  log?: Logger | undefined;
+}
+
+export function isUrl(spec: string): boolean {
+  return /^https?:\/\//i.test(spec);
+}
+
+export async function openTree(spec: string, opts: OpenTreeOptions = {}): Promise<FileTree> {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(spec) && !isUrl(spec)) {
+    throw new SourceError("E_SOURCE_KIND", `${spec}: only http:// and https:// URLs are supported`);
   }
-  let isDir = false;
-  try {
-    isDir = (await stat(spec)).isDirectory();
-  } catch (err) {
-    throw sourceErrorFromFs(err, spec);
+  let source: ByteSource;
+  if (isUrl(spec)) {
+    source = await openUrlSource(spec, { cacheDir: opts.cacheDir, log: opts.log });
+  } else {
+    let isDir = false;
+    try {
+      isDir = (await stat(spec)).isDirectory();
+    } catch (err) {
+      throw sourceErrorFromFs(err, spec);
+    }
+    if (isDir) return openDirTree(spec);
+    source = await openFileSource(spec);
   }
-  if (isDir) throw new SourceError("E_SOURCE_KIND", `${spec} is a directory; this build serves ISO files only`);
-  const source = await openFileSource(spec);
+  const shown = isUrl(spec) ? redact(spec) : spec;
   try {
+    const head = await source.read(0, Math.min(4, source.size));
+    if (looksLikeZip(head)) {
+      return await openZipTree(source, { cacheDir: opts.cacheDir ?? opts.defaultCacheDir ?? defaultCacheDir(), log: opts.log });
+    }
     return await openIsoTree(source);
   } catch (err) {
     await source.close();
-    if (err instanceof Error && "code" in err) throw new SourceError((err as { code: string }).code, `${spec}: ${err.message}`, { cause: err });
+    if (err instanceof IsoError && (err.code === "E_ISO_NOT_ISO" || err.code === "E_ISO_NO_PVD")) {
+      throw new SourceError(err.code, `${shown}: not an ISO 9660 image, a zip or a directory (${err.message.replace(/^not an ISO 9660 image: /, "")})`, { cause: err });
+    }
+    if (err instanceof SourceError && err.message.startsWith(shown)) throw err;
+    if (err instanceof Error && "code" in err) throw new SourceError((err as { code: string }).code, `${shown}: ${err.message}`, { cause: err });
     throw err;
   }
+}
+
+/** /var/cache/netboot as root, else $XDG_CACHE_HOME/netboot or ~/.cache/netboot. */
+export function defaultCacheDir(): string {
+  if (process.getuid?.() === 0) return "/var/cache/netboot";
+  const xdg = process.env.XDG_CACHE_HOME;
+  return xdg ? `${xdg}/netboot` : `${process.env.HOME ?? "."}/.cache/netboot`;
 }

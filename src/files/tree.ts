@@ -22,12 +22,27 @@ export interface FileData {
   readonly etag: string;
   read(offset: number, length: number): Promise<Uint8Array>;
   readonly local: { path: string; offset: number } | undefined;
+  /** Reads are cheapest in these units (see ByteSource.align); streamers cut their chunks on them. */
+  readonly align?: import("./source.ts").Align | undefined;
+}
+
+/** Length of the next chunk to read at `pos`: at most `max`, ending on an alignment unit when there is one. */
+export function chunkLength(data: Pick<FileData, "align">, pos: number, end: number, max: number): number {
+  const a = data.align;
+  if (!a || a.unit > max) return Math.min(max, end - pos);
+  const toBoundary = a.unit - ((a.offset + pos) % a.unit);
+  return Math.min(end - pos, toBoundary + Math.floor((max - toBoundary) / a.unit) * a.unit);
 }
 
 export interface FileTree {
   /** "iso", "dir", "zip"…, for logs and `ls`. */
   readonly kind: string;
   readonly description: string;
+  /**
+   * Every file's bytes are in a local file (FileData.local), so the HTTP edge can sendfile them. False for
+   * a URL source (until its disk cache is complete): those bytes are streamed from memory.
+   */
+  readonly local: boolean;
   /** Case-insensitive lookup; undefined when absent. Paths use "/" and never leave the tree. */
   stat(path: string): Promise<FileInfo | undefined>;
   list(path: string): Promise<FileInfo[]>;

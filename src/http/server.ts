@@ -7,7 +7,7 @@ import type { Server as NodeServer, IncomingMessage, ServerResponse } from "node
 import { ServiceError } from "../errors.ts";
 import type { ContentCache } from "../files/cache.ts";
 import type { Logger } from "../log.ts";
-import type { FileData } from "../files/tree.ts";
+import { chunkLength, type FileData } from "../files/tree.ts";
 import type { HttpBody, HttpRequest, HttpResponse } from "./handler.ts";
 
 export interface HttpServerOptions {
@@ -97,8 +97,17 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
         const target = at < 0 ? "/" : url.slice(at);
         const client = stripV4Mapped(srv.requestIP(req)?.address);
         const res = await opts.app({ method: req.method, target, header: (n) => req.headers.get(n), remoteAddress: client });
-        logAccess(opts, { client: client ?? "?", method: req.method, path: res.path, status: res.status, bytes: bodyLength(res.body), mac: res.mac, note: res.note });
-        return new Response(await bunBody(res.body, opts.cache), { status: res.status, headers: res.headers });
+        const entry: AccessEntry = { client: client ?? "?", method: req.method, path: res.path, status: res.status, bytes: bodyLength(res.body), mac: res.mac, note: res.note };
+        let body: ConstructorParameters<typeof Response>[0];
+        try {
+          body = await bunBody(res.body, opts.cache, (err) => opts.log.warn(`${res.path}: read failed mid-transfer: ${err.message}`));
+        } catch (err) {
+          // Nothing sent yet: the client gets a status, not a truncated 200.
+          logAccess(opts, { ...entry, status: 503, bytes: 0, note: "source read failed" });
+          return unavailable(err);
+        }
+        logAccess(opts, entry);
+        return new Response(body, { status: res.status, headers: res.headers });
       },
       error(err) {
         opts.log.warn(`request failed: ${err.message}`);
@@ -117,7 +126,13 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
   };
 }
 
-async function bunBody(body: HttpBody | undefined, cache: ContentCache | undefined): Promise<ConstructorParameters<typeof Response>[0]> {
+/** 503 with the source's one-line reason (a URL source that went away or changed). */
+function unavailable(err: unknown): Response {
+  return new Response(`image source unavailable: ${(err as Error).message}\n`, { status: 503, headers: { "content-type": "text/plain; charset=utf-8", "retry-after": "30" } });
+}
+
+/** The body to send. Reads the first chunk before answering, so a failing source gives a 503, not a cut 200. */
+async function bunBody(body: HttpBody | undefined, cache: ContentCache | undefined, onError: (err: Error) => void): Promise<ConstructorParameters<typeof Response>[0]> {
   if (!body) return null;
   if (body.kind === "bytes") return body.bytes;
   const { data, start, end } = body;
@@ -125,20 +140,34 @@ async function bunBody(body: HttpBody | undefined, cache: ContentCache | undefin
   if (cached) return (await cached).subarray(start, end);
   // A window on a local file: Bun sends it with sendfile(2), no copy through JS.
   if (data.local) return Bun.file(data.local.path).slice(data.local.offset + start, data.local.offset + end);
-  return byteStream(data, start, end);
+  if (end === start) return null;
+  const first = await data.read(start, chunkLength(data, start, end, STREAM_CHUNK));
+  return byteStream(data, start + first.length, end, first, onError);
 }
 
 function cachedBytes(cache: ContentCache | undefined, data: FileData): Promise<Uint8Array> | undefined {
   return cache?.get(data.etag, data.size, () => data.read(0, data.size));
 }
 
-function byteStream(data: { read(o: number, n: number): Promise<Uint8Array> }, start: number, end: number): ReadableStream<Uint8Array> {
+function byteStream(data: Pick<FileData, "read" | "align">, start: number, end: number, first: Uint8Array, onError: (err: Error) => void): ReadableStream<Uint8Array> {
   let pos = start;
   return new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(first);
+      if (pos >= end) controller.close();
+    },
     async pull(controller) {
       if (pos >= end) return controller.close();
-      const n = Math.min(STREAM_CHUNK, end - pos);
-      const chunk = await data.read(pos, n);
+      const n = chunkLength(data, pos, end, STREAM_CHUNK);
+      let chunk: Uint8Array;
+      try {
+        chunk = await data.read(pos, n);
+      } catch (err) {
+        // Headers are out: the only honest thing left is to cut the connection short of Content-Length.
+        onError(err as Error);
+        controller.error(err);
+        return;
+      }
       pos += n;
       controller.enqueue(chunk);
       if (pos >= end) controller.close();
@@ -186,8 +215,23 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
     return;
   }
   const entry: AccessEntry = { client: client ?? "?", method: req.method ?? "?", path: response.path, status: response.status, bytes: 0, mac: response.mac, note: response.note };
-  res.writeHead(response.status, response.headers);
   const body = response.body;
+  // Before answering, have the bytes of a cached file, or the first chunk of a file that is not local: a
+  // failing source (a URL that went away or changed) then gives a 503, not a cut 200.
+  let first: Uint8Array | undefined;
+  let whole: Uint8Array | undefined;
+  if (body?.kind === "file" && body.end > body.start) {
+    try {
+      const cached = cachedBytes(opts.cache, body.data);
+      if (cached) whole = (await cached).subarray(body.start, body.end);
+      else if (!body.data.local) first = await body.data.read(body.start, chunkLength(body.data, body.start, body.end, STREAM_CHUNK));
+    } catch (err) {
+      logAccess(opts, { ...entry, status: 503, note: "source read failed" });
+      res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "30" }).end(`image source unavailable: ${(err as Error).message}\n`);
+      return;
+    }
+  }
+  res.writeHead(response.status, response.headers);
   if (!body) {
     res.end();
     logAccess(opts, entry);
@@ -198,19 +242,12 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
     logAccess(opts, { ...entry, bytes: body.bytes.length });
     return;
   }
-  const { data, start, end } = body;
-  const cached = cachedBytes(opts.cache, data);
-  if (cached) {
-    try {
-      const bytes = (await cached).subarray(start, end);
-      res.end(bytes);
-      logAccess(opts, { ...entry, bytes: bytes.length });
-    } catch (err) {
-      opts.log.warn(`${response.path}: read failed: ${(err as Error).message}`);
-      res.destroy();
-    }
+  if (whole) {
+    res.end(whole);
+    logAccess(opts, { ...entry, bytes: whole.length });
     return;
   }
+  const { data, start, end } = body;
   let sent = 0;
   res.on("close", () => logAccess(opts, { ...entry, bytes: sent, note: res.writableFinished ? entry.note : `aborted${entry.note ? `, ${entry.note}` : ""}` }));
   if (end === start) {
@@ -225,8 +262,14 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
     return;
   }
   try {
-    for (let pos = start; pos < end && !res.destroyed; ) {
-      const n = Math.min(STREAM_CHUNK, end - pos);
+    let pos = start;
+    if (first) {
+      pos += first.length;
+      sent += first.length;
+      if (!res.write(first)) await new Promise((r) => res.once("drain", r));
+    }
+    while (pos < end && !res.destroyed) {
+      const n = chunkLength(data, pos, end, STREAM_CHUNK);
       const chunk = await data.read(pos, n);
       pos += n;
       sent += n;

@@ -3,5 +3,5 @@
  * (no Agent.close, no connection events); importing the file path gets the package from node_modules
  * on both runtimes.
  */
-export { Agent, request, errors } from "undici/index.js";
+export { Agent, request, errors, interceptors } from "undici/index.js";
 export type { Dispatcher } from "undici/index.js";
