@@ -4,9 +4,9 @@
  * Server on CPU 0, client on CPU 1 (as in shared/perf); the peers alternate run by run.
  */
 import { createHash } from "node:crypto";
-import { readFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Server, benchDir, bun, clientCpus, need, repo, report, runs, serverCpus, sh, table, testData, waitTcp, type Row } from "./lib.ts";
+import { Server, benchDir, bun, nginxConf, clientCpus, need, repo, report, runs, serverCpus, sh, table, testData, waitTcp, type Row } from "./lib.ts";
 
 export async function benchHttp(): Promise<void> {
   need(["nginx", "curl", "wrk", "xorriso", "taskset"]);
@@ -15,25 +15,9 @@ export async function benchHttp(): Promise<void> {
   const conns = Number(process.env.WRK_CONNS ?? 16);
 
   const ngxDir = join(benchDir, "nginx");
-  mkdirSync(ngxDir, { recursive: true });
-  writeFileSync(
-    join(ngxDir, "nginx.conf"),
-    `worker_processes auto;
-pid ${ngxDir}/nginx.pid;
-error_log ${ngxDir}/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 100000;
-  default_type application/octet-stream;
-  client_body_temp_path ${ngxDir}; proxy_temp_path ${ngxDir}; fastcgi_temp_path ${ngxDir}; uwsgi_temp_path ${ngxDir}; scgi_temp_path ${ngxDir};
-  server { listen 127.0.0.1:8081; root ${data.tree}; }
-}
-`,
-  );
+  const ngxConf = nginxConf(ngxDir, data.tree, 8081);
   const targets = {
-    nginx: { base: "http://127.0.0.1:8081", start: () => new Server("nginx", ["nginx", "-c", join(ngxDir, "nginx.conf"), "-g", "daemon off;"], { cpus: serverCpus }), host: "127.0.0.1", port: 8081 },
+    nginx: { base: "http://127.0.0.1:8081", start: () => new Server("nginx", ["nginx", "-c", ngxConf, "-g", "daemon off;"], { cpus: serverCpus }), host: "127.0.0.1", port: 8081 },
     netboot: {
       base: "http://127.0.0.9:8089/test",
       start: () =>

@@ -26,33 +26,59 @@ export function sh(cmd: string, args: string[], opts: { cpus?: string } = {}): {
   return { code: r.status ?? -1, out: r.stdout ?? "", err: r.stderr ?? "" };
 }
 
+/** Writes `size` pseudo-random bytes (xorshift32 from `seed`) to `path`, unless it already has that size. */
+export function fillPseudoRandom(path: string, size: number, seed: number): void {
+  if (existsSync(path) && statSync(path).size === size) return;
+  const fd = openSync(path, "w");
+  const chunk = new Uint8Array(1 << 20);
+  let x = seed >>> 0 || 1;
+  for (let off = 0; off < size; off += chunk.length) {
+    for (let i = 0; i < chunk.length; i += 4) {
+      x ^= x << 13;
+      x >>>= 0;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      x >>>= 0;
+      chunk[i] = x & 255;
+      chunk[i + 1] = (x >>> 8) & 255;
+      chunk[i + 2] = (x >>> 16) & 255;
+      chunk[i + 3] = x >>> 24;
+    }
+    writeSync(fd, chunk, 0, Math.min(chunk.length, size - off));
+  }
+  closeSync(fd);
+}
+
+/** An nginx config serving `root` on 127.0.0.1:`port` (sendfile on, no access log), its files in `dir`. */
+export function nginxConf(dir: string, root: string, port: number, workers: number | "auto" = "auto"): string {
+  mkdirSync(dir, { recursive: true });
+  const conf = join(dir, "nginx.conf");
+  writeFileSync(
+    conf,
+    `${process.getuid?.() === 0 ? "user root;" : ""}
+worker_processes ${workers};
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on; tcp_nodelay on;
+  keepalive_requests 100000;
+  default_type application/octet-stream;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  server { listen 127.0.0.1:${port}; root ${root}; }
+}
+`,
+  );
+  return conf;
+}
+
 /** Test data: tree/BIG.BIN (256 MiB), tree/SMALL.BIN (1 MiB), test.iso (plain ISO 9660 like ESXi's). */
 export function testData(): { tree: string; iso: string; big: number; small: number } {
   const tree = join(benchDir, "tree");
   const iso = join(benchDir, "test.iso");
   mkdirSync(tree, { recursive: true });
-  const make = (name: string, size: number, seed: number) => {
-    const p = join(tree, name);
-    if (existsSync(p) && statSync(p).size === size) return;
-    const fd = openSync(p, "w");
-    const chunk = new Uint8Array(1 << 20);
-    let x = seed;
-    for (let off = 0; off < size; off += chunk.length) {
-      for (let i = 0; i < chunk.length; i += 4) {
-        x ^= x << 13;
-        x >>>= 0;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        x >>>= 0;
-        chunk[i] = x & 255;
-        chunk[i + 1] = (x >>> 8) & 255;
-        chunk[i + 2] = (x >>> 16) & 255;
-        chunk[i + 3] = x >>> 24;
-      }
-      writeSync(fd, chunk, 0, Math.min(chunk.length, size - off));
-    }
-    closeSync(fd);
-  };
+  const make = (name: string, size: number, seed: number) => fillPseudoRandom(join(tree, name), size, seed);
   make("BIG.BIN", 256 * 1024 * 1024, 12345);
   make("SMALL.BIN", 1024 * 1024, 777);
   if (!existsSync(iso) || statSync(iso).mtimeMs < statSync(join(tree, "BIG.BIN")).mtimeMs) {

@@ -7,9 +7,9 @@
  * extracted tree directly is the peer's figure. netboot on CPU 0; curl and the origin nginx on CPU 1.
  * --cache-mem 0 everywhere: the hot-file cache sits above every source alike and is measured by `http`.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, openSync, writeSync, closeSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Server, benchDir, bun, clientCpus, median, need, repo, report, runs, serverCpus, sh, waitTcp } from "./lib.ts";
+import { Server, benchDir, bun, clientCpus, fillPseudoRandom, median, need, nginxConf, repo, report, runs, serverCpus, sh, waitTcp } from "./lib.ts";
 
 const MiB = 1024 * 1024;
 
@@ -22,28 +22,6 @@ const MODULES: Array<[string, number]> = [
   ...Array.from({ length: 40 }, (_, i) => [`DRV${String(i).padStart(3, "0")}.V00`, 0.5] as [string, number]),
 ];
 
-function fill(path: string, size: number, seed: number): void {
-  if (existsSync(path) && statSync(path).size === size) return;
-  const fd = openSync(path, "w");
-  const chunk = new Uint8Array(MiB);
-  let x = seed >>> 0 || 1;
-  for (let off = 0; off < size; off += chunk.length) {
-    for (let i = 0; i < chunk.length; i += 4) {
-      x ^= x << 13;
-      x >>>= 0;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      x >>>= 0;
-      chunk[i] = x & 255;
-      chunk[i + 1] = (x >>> 8) & 255;
-      chunk[i + 2] = (x >>> 16) & 255;
-      chunk[i + 3] = x >>> 24;
-    }
-    writeSync(fd, chunk, 0, Math.min(chunk.length, size - off));
-  }
-  closeSync(fd);
-}
-
 function imageData(): { iso: string; tree: string; www: string; paths: string[]; total: number } {
   const dir = join(benchDir, "sources");
   const tree = join(dir, "tree");
@@ -54,7 +32,7 @@ function imageData(): { iso: string; tree: string; www: string; paths: string[];
   let total = 0;
   MODULES.forEach(([name, mib], i) => {
     const size = Math.round(mib * MiB) + i; // not block-aligned
-    fill(join(tree, name), size, 1000 + i);
+    fillPseudoRandom(join(tree, name), size, 1000 + i);
     total += size;
   });
   const [kernel, ...mods] = MODULES.map(([n]) => `/${n.toLowerCase()}`);
@@ -67,29 +45,6 @@ function imageData(): { iso: string; tree: string; www: string; paths: string[];
     if (r.code !== 0) throw new Error(`xorriso: ${r.err}`);
   }
   return { iso, tree, www, paths: MODULES.map(([n]) => n.toLowerCase()), total };
-}
-
-function nginxConf(dir: string, root: string, port: number): string {
-  mkdirSync(dir, { recursive: true });
-  const conf = join(dir, "nginx.conf");
-  writeFileSync(
-    conf,
-    `user root;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 100000;
-  default_type application/octet-stream;
-  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  server { listen 127.0.0.1:${port}; root ${root}; }
-}
-`,
-  );
-  return conf;
 }
 
 /** All modules, one after another on one connection (as mboot does). Returns MB/s, or NaN on a short file. */
@@ -141,7 +96,7 @@ export async function benchSources(): Promise<void> {
       env,
       log: join(benchDir, "netboot-sources.log"),
     });
-  const originNginx = new Server("nginx", ["nginx", "-c", nginxConf(origin.dir, data.www, origin.port), "-g", "daemon off;"], { cpus: clientCpus });
+  const originNginx = new Server("nginx", ["nginx", "-c", nginxConf(origin.dir, data.www, origin.port, 1), "-g", "daemon off;"], { cpus: clientCpus });
   const values: Record<string, number[]> = {};
   const add = (k: string, v: number) => (values[k] ??= []).push(v);
   const columns = ["local ISO", "directory", "URL cold", "URL warm (same process, cache filled)", "URL warm (restart on the --cache-dir)", "URL cold, no --cache-dir", "URL cold, no --cache-dir, undici client", "nginx, extracted tree (peer)"];
@@ -187,7 +142,7 @@ export async function benchSources(): Promise<void> {
       }
       await fresh(url, [], ["URL cold, no --cache-dir"]);
       await fresh(url, [], ["URL cold, no --cache-dir, undici client"], { NETBOOT_URL_CLIENT: "undici" });
-      const p = new Server("nginx", ["nginx", "-c", nginxConf(peer.dir, data.tree, peer.port), "-g", "daemon off;"], { cpus: serverCpus });
+      const p = new Server("nginx", ["nginx", "-c", nginxConf(peer.dir, data.tree, peer.port, 1), "-g", "daemon off;"], { cpus: serverCpus });
       try {
         await waitTcp("127.0.0.1", peer.port);
         add("nginx, extracted tree (peer)", downloadAll(`http://127.0.0.1:${peer.port}`, data.paths.map((x) => x.toUpperCase()), sizes));

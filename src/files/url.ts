@@ -200,7 +200,9 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {})
 
   let closed = false;
 
-  // --- background fill of the disk cache: one block at a time, only while demand leaves the client idle ---
+  // --- background fill of the disk cache: one block at a time, only after half a second without demand ---
+  let lastDemand = 0;
+  const idle = () => limiter.active === 0 && performance.now() - lastDemand > 500 && waitingBytes <= WRITE_BEHIND / 2;
   const fill = async () => {
     for (let round = 0; round < 3 && disk && disk.present < blocks; round++) {
       for (let k = 0; k < blocks; k++) {
@@ -209,7 +211,7 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {})
           if (memory.get(k) && !disk.has(k)) writeBehind(k, memory.get(k)!);
           continue;
         }
-        while (!closed && (limiter.active > 0 || waitingBytes > WRITE_BEHIND / 2)) await sleep(limiter.active > 0 ? 50 : 10);
+        while (!closed && !idle()) await sleep(100);
         if (closed) return;
         await limiter.run(() => fetchBlock(k)).then(
           (b) => writeBehind(k, b),
@@ -240,6 +242,7 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {})
       if (broken) throw broken;
       if (offset < 0 || length < 0 || offset + length > size) throw new SourceError("E_SOURCE_RANGE", `${shown}: read of ${length} bytes at ${offset} is past the end (${size} bytes)`);
       if (length === 0) return new Uint8Array(0);
+      lastDemand = performance.now();
       // The whole file is on disk: one positional read, no block bookkeeping.
       if (disk && disk.present === blocks) return disk.readAt(offset, length);
       const first = Math.floor(offset / blockSize);

@@ -62,7 +62,7 @@ for (const engine of ["worker", "event-loop"] as const) {
           rc = await p.exited;
           clearTimeout(timer);
           out = (await new Response(p.stdout).text()) + (await new Response(p.stderr).text());
-          if (rc === 0 || !out.includes("unexpected OACK")) break;
+          if (rc === 0) break; // a client that gave up under 20% loss (tftp-hpa, curl rc 71) gets another try, like atftp
         }
         expect({ rc, out: rc === 0 ? "" : out }).toEqual({ rc: 0, out: "" });
         expect(sha256(readFileSync(local))).toBe(want.sha256!);
