@@ -207,8 +207,10 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {})
     for (let round = 0; round < 3 && disk && disk.present < blocks; round++) {
       for (let k = 0; k < blocks; k++) {
         if (closed || broken) return;
-        if (disk.has(k) || memory.get(k)) {
-          if (memory.get(k) && !disk.has(k)) writeBehind(k, memory.get(k)!);
+        if (disk.has(k)) continue;
+        const held = memory.get(k);
+        if (held) {
+          writeBehind(k, held);
           continue;
         }
         while (!closed && !idle()) await sleep(100);

@@ -126,9 +126,12 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
   };
 }
 
-/** 503 with the source's one-line reason (a URL source that went away or changed). */
+/** 503 with the source's one-line reason (a URL source that went away or changed), for both edges. */
+const UNAVAILABLE_HEADERS = { "content-type": "text/plain; charset=utf-8", "retry-after": "30" };
+const unavailableText = (err: unknown) => `image source unavailable: ${(err as Error).message}\n`;
+
 function unavailable(err: unknown): Response {
-  return new Response(`image source unavailable: ${(err as Error).message}\n`, { status: 503, headers: { "content-type": "text/plain; charset=utf-8", "retry-after": "30" } });
+  return new Response(unavailableText(err), { status: 503, headers: UNAVAILABLE_HEADERS });
 }
 
 /** The body to send. Reads the first chunk before answering, so a failing source gives a 503, not a cut 200. */
@@ -227,7 +230,7 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
       else if (!body.data.local) first = await body.data.read(body.start, chunkLength(body.data, body.start, body.end, STREAM_CHUNK));
     } catch (err) {
       logAccess(opts, { ...entry, status: 503, note: "source read failed" });
-      res.writeHead(503, { "content-type": "text/plain; charset=utf-8", "retry-after": "30" }).end(`image source unavailable: ${(err as Error).message}\n`);
+      res.writeHead(503, UNAVAILABLE_HEADERS).end(unavailableText(err));
       return;
     }
   }
