@@ -22,6 +22,14 @@ export interface FileData {
   readonly etag: string;
   read(offset: number, length: number): Promise<Uint8Array>;
   readonly local: { path: string; offset: number } | undefined;
+  /** The whole file in memory (generated files): the edges send it as one body with its length. */
+  readonly bytes?: Uint8Array | undefined;
+  /**
+   * For bytes that are mostly a window on a local file (a virtual image: the ISO with a few sectors
+   * changed): where [start, end) is when that range lies in one unchanged window, so the edge can still
+   * sendfile it; undefined when the range touches changed bytes.
+   */
+  localWindow?(start: number, end: number): { path: string; offset: number } | undefined;
   /** Reads are cheapest in these units (see ByteSource.align); streamers cut their chunks on them. */
   readonly align?: import("./source.ts").Align | undefined;
 }
@@ -43,12 +51,24 @@ export interface FileTree {
    * a URL source (until its disk cache is complete): those bytes are streamed from memory.
    */
   readonly local: boolean;
+  /**
+   * The tree as a whole disc image (an ISO file, at a URL, or stored in a zip; absent for a directory):
+   * what BIOS clients boot as a CD, with one file replaced for them (boot/files.ts).
+   */
+  readonly disc?: DiscImage | undefined;
   /** Case-insensitive lookup; undefined when absent. Paths use "/" and never leave the tree. */
   stat(path: string): Promise<FileInfo | undefined>;
   list(path: string): Promise<FileInfo[]>;
   /** Bytes of a regular file found by stat. */
   open(info: FileInfo): Promise<FileData>;
   close(): Promise<void>;
+}
+
+export interface DiscImage {
+  /** El Torito boot record present: BIOS can boot it. */
+  readonly bootable: boolean;
+  /** The image byte for byte, except that `path` holds `content` (iso/patch.ts). */
+  withFile(path: string, content: Uint8Array): Promise<FileData>;
 }
 
 /** In-memory file contents (rewritten boot.cfg, kickstart, iPXE script). */
@@ -59,6 +79,7 @@ export function memoryData(bytes: Uint8Array, mtime?: Date): FileData {
     etag: `"m-${fnv1a(bytes)}-${bytes.length.toString(16)}"`,
     read: async (offset, length) => bytes.subarray(offset, offset + length),
     local: undefined,
+    bytes,
   };
 }
 

@@ -32,6 +32,8 @@ export interface AccessEntry {
   bytes: number;
   mac: string | undefined;
   note: string | undefined;
+  /** How the body was delimited when it was not by Content-Length (never, for our own answers). */
+  framing?: "chunked" | "close-delimited" | undefined;
 }
 
 export interface HttpServerHandle {
@@ -98,9 +100,9 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
         const client = stripV4Mapped(srv.requestIP(req)?.address);
         const res = await opts.app({ method: req.method, target, header: (n) => req.headers.get(n), remoteAddress: client });
         const entry: AccessEntry = { client: client ?? "?", method: req.method, path: res.path, status: res.status, bytes: bodyLength(res.body), mac: res.mac, note: res.note };
-        let body: ConstructorParameters<typeof Response>[0];
+        let body: Uint8Array | Blob | null;
         try {
-          body = await bunBody(res.body, opts.cache, (err) => opts.log.warn(`${res.path}: read failed mid-transfer: ${err.message}`));
+          body = await bunBody(res.body, opts.cache);
         } catch (err) {
           // Nothing sent yet: the client gets a status, not a truncated 200.
           logAccess(opts, { ...entry, status: 503, bytes: 0, note: "source read failed" });
@@ -134,48 +136,45 @@ function unavailable(err: unknown): Response {
   return new Response(unavailableText(err), { status: 503, headers: UNAVAILABLE_HEADERS });
 }
 
-/** The body to send. Reads the first chunk before answering, so a failing source gives a 503, not a cut 200. */
-async function bunBody(body: HttpBody | undefined, cache: ContentCache | undefined, onError: (err: Error) => void): Promise<ConstructorParameters<typeof Response>[0]> {
+/**
+ * The body to send under Bun, always as bytes or a file window: Bun.serve sends any stream chunked and
+ * drops its Content-Length (oven-sh/bun#10507), and ESXi's loader refuses an answer without one
+ * (esx-boot httpfile.c). Local windows go out by sendfile(2); anything else is read into memory first
+ * (generated files already are; a request that touches the changed sectors of a virtual image is a few
+ * sectors for iPXE's SAN reads, and a whole-image download takes one turn at a time).
+ */
+async function bunBody(body: HttpBody | undefined, cache: ContentCache | undefined): Promise<Uint8Array | Blob | null> {
   if (!body) return null;
   if (body.kind === "bytes") return body.bytes;
   const { data, start, end } = body;
+  if (end === start) return new Uint8Array(0);
+  if (data.bytes) return data.bytes.subarray(start, end);
   const cached = cachedBytes(cache, data);
   if (cached) return (await cached).subarray(start, end);
   // A window on a local file: Bun sends it with sendfile(2), no copy through JS.
   if (data.local) return Bun.file(data.local.path).slice(data.local.offset + start, data.local.offset + end);
-  if (end === start) return null;
-  const first = await data.read(start, chunkLength(data, start, end, STREAM_CHUNK));
-  return byteStream(data, start + first.length, end, first, onError);
+  const window = data.localWindow?.(start, end);
+  if (window) return Bun.file(window.path).slice(window.offset, window.offset + (end - start));
+  if (end - start <= MEMORY_BODY) return data.read(start, end - start);
+  return bigBodies.run(() => data.read(start, end - start));
 }
+
+/** Bodies above this are read into memory one at a time (see bunBody). */
+const MEMORY_BODY = 64 * 1024 * 1024;
+
+/** Big in-memory bodies are read one at a time, in arrival order. */
+const bigBodies = {
+  tail: Promise.resolve() as Promise<unknown>,
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => {});
+    return next;
+  },
+};
 
 function cachedBytes(cache: ContentCache | undefined, data: FileData): Promise<Uint8Array> | undefined {
+  if (data.bytes) return undefined;
   return cache?.get(data.etag, data.size, () => data.read(0, data.size));
-}
-
-function byteStream(data: Pick<FileData, "read" | "align">, start: number, end: number, first: Uint8Array, onError: (err: Error) => void): ReadableStream<Uint8Array> {
-  let pos = start;
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      controller.enqueue(first);
-      if (pos >= end) controller.close();
-    },
-    async pull(controller) {
-      if (pos >= end) return controller.close();
-      const n = chunkLength(data, pos, end, STREAM_CHUNK);
-      let chunk: Uint8Array;
-      try {
-        chunk = await data.read(pos, n);
-      } catch (err) {
-        // Headers are out: the only honest thing left is to cut the connection short of Content-Length.
-        onError(err as Error);
-        controller.error(err);
-        return;
-      }
-      pos += n;
-      controller.enqueue(chunk);
-      if (pos >= end) controller.close();
-    },
-  });
 }
 
 async function startNode(opts: HttpServerOptions): Promise<HttpServerHandle> {
@@ -223,7 +222,9 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
   // failing source (a URL that went away or changed) then gives a 503, not a cut 200.
   let first: Uint8Array | undefined;
   let whole: Uint8Array | undefined;
-  if (body?.kind === "file" && body.end > body.start) {
+  if (body?.kind === "bytes") whole = body.bytes;
+  else if (body?.kind === "file" && body.data.bytes) whole = body.data.bytes.subarray(body.start, body.end);
+  else if (body?.kind === "file" && body.end > body.start) {
     try {
       const cached = cachedBytes(opts.cache, body.data);
       if (cached) whole = (await cached).subarray(body.start, body.end);
@@ -235,28 +236,24 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
     }
   }
   res.writeHead(response.status, response.headers);
-  if (!body) {
+  // What went on the wire: bytes written, and the framing when it is not Content-Length.
+  let sent = 0;
+  res.on("close", () => {
+    const framing = res.hasHeader("content-length") ? undefined : res.chunkedEncoding ? "chunked" : "close-delimited";
+    const notes = [entry.note, res.writableFinished ? undefined : "aborted", framing && `framing: ${framing}`].filter(Boolean);
+    logAccess(opts, { ...entry, bytes: sent, note: notes.length ? notes.join(", ") : undefined, framing });
+  });
+  if (!body || (body.kind === "file" && body.end === body.start)) {
     res.end();
-    logAccess(opts, entry);
-    return;
-  }
-  if (body.kind === "bytes") {
-    res.end(body.bytes);
-    logAccess(opts, { ...entry, bytes: body.bytes.length });
     return;
   }
   if (whole) {
+    sent = whole.length;
     res.end(whole);
-    logAccess(opts, { ...entry, bytes: whole.length });
     return;
   }
+  if (body.kind !== "file") return;
   const { data, start, end } = body;
-  let sent = 0;
-  res.on("close", () => logAccess(opts, { ...entry, bytes: sent, note: res.writableFinished ? entry.note : `aborted${entry.note ? `, ${entry.note}` : ""}` }));
-  if (end === start) {
-    res.end();
-    return;
-  }
   if (data.local) {
     const stream = createReadStream(data.local.path, { start: data.local.offset + start, end: data.local.offset + end - 1, highWaterMark: STREAM_CHUNK });
     stream.on("data", (c) => (sent += c.length));

@@ -102,9 +102,11 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     if (pkt.mode !== "octet" && pkt.mode !== "netascii") return reject(ErrorCode.IllegalOperation, `unsupported mode ${pkt.mode}`, `mode ${pkt.mode} refused`);
     if (loop.active + (fast?.active ?? 0) >= maxTransfers) return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxTransfers} transfers already running`);
 
-    const checked = checkRequestPath(pkt.filename, tftpPathRules);
+    const name = ownUrlPath(pkt.filename, opts.files.config.httpBase);
+    if (name === undefined) return reject(ErrorCode.FileNotFound, "file not found", "a URL of another server (only this server's own http:// URLs are mapped to its files)");
+    const checked = checkRequestPath(name, tftpPathRules);
     if (!checked.ok) return reject(ErrorCode.AccessViolation, "access violation", checked.reason);
-    const hint: ClientHint = { address, mac: info?.mac };
+    const hint: ClientHint = { address, mac: info?.mac, via: "tftp" };
     const resolved = await opts.files.resolve(checked.parts, hint);
     if (resolved.kind === "missing") return reject(ErrorCode.FileNotFound, "file not found", `not found (${resolved.reason})`);
     if (resolved.kind === "directory") return reject(ErrorCode.FileNotFound, "file not found", "is a directory");
@@ -115,6 +117,8 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
       if (data.size > MAX_NETASCII) return reject(ErrorCode.Undefined, "file too large for netascii, use octet mode", "netascii refused: file too large");
       bytes = toNetascii(await data.read(0, data.size));
       data = memoryData(bytes, data.mtime);
+    } else if (data.bytes) {
+      bytes = data.bytes;
     } else if (!data.local) {
       // Generated or remote bytes: from the shared cache when they fit (read once for every client).
       const cached = opts.cache?.get(data.etag, data.size, () => data.read(0, data.size));
@@ -150,6 +154,20 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
       await fast?.close();
     },
   };
+}
+
+/**
+ * The TFTP name a loader means. ESXi's loader sends whatever path it built as the TFTP file name, a URL too
+ * (esx-boot tftpfile.c): a boot.cfg with prefix=http://<us>/NAME/ read by a TFTP-booted loader makes it
+ * ask TFTP for "http://<us>/NAME/b.b00", which is NAME/b.b00 here. Another server's URL: undefined.
+ */
+export function ownUrlPath(filename: string, httpBase: string): string | undefined {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/([^/]*)(\/.*)?$/i.exec(filename);
+  if (!m) return filename;
+  const base = /^http:\/\/([^/]+)$/i.exec(httpBase)?.[1]?.toLowerCase();
+  const host = m[1]!.toLowerCase();
+  const ours = base !== undefined && /^http:/i.test(filename) && (host === base || host === `${base}:80` || `${host}:80` === base);
+  return ours ? (m[2] ?? "/") : undefined;
 }
 
 // --- internal ---
