@@ -2,8 +2,9 @@
 /**
  * Makes the built-in sample image, scripts/sample-esxi.iso: a few hundred KB laid out like a stock ESXi
  * installer ISO (plain ISO 9660, upper-case 8.3 names with ";1", no Rock Ridge, no Joliet), with the
- * 8.0 U2 boot.cfg key set. The kernel and modules are deterministic filler, not VMware code; the demo
- * (`npm start`) serves this image and walks it as mboot would.
+ * 8.0 U2 boot.cfg key set, and an El Torito boot record (ISOLINUX.BIN, BOOT.CAT) as on the real ISO, so
+ * the BIOS route's disc image is made from it too. The kernel, modules and ISOLINUX.BIN are deterministic
+ * filler, not VMware or syslinux code; the demo (`npm start`) serves this image and walks it as mboot would.
  *
  *   bun scripts/make-sample-iso.ts [OUT.iso]     (needs xorriso)
  */
@@ -57,12 +58,13 @@ try {
   put("EFI/BOOT/BOOT.CFG", bootCfg);
   put("EFI/BOOT/BOOTX64.EFI", filler("bootx64.efi", 24 * 1024, 99));
   put("MBOOT.C32", filler("mboot.c32", 8 * 1024, 98));
+  put("ISOLINUX.BIN", filler("isolinux.bin", 2048, 97));
   put("ISOLINUX.CFG", "DEFAULT menu.c32\nLABEL install\n  KERNEL mboot.c32\n  APPEND -c boot.cfg\n");
   put("B.B00", filler("b.b00", 64 * 1024, 1));
   modules.forEach((m, i) => put(m.toUpperCase(), filler(m, 4096 + ((i * 7919) % 24) * 1024, i + 2)));
   const r = spawnSync(
     "xorriso",
-    ["-as", "mkisofs", "--norock", "-iso-level", "1", "-no-pad", "-V", "NETBOOT-SAMPLE", "--modification-date=2026112200000000", "-o", out, tree],
+    ["-as", "mkisofs", "--norock", "-iso-level", "1", "-no-pad", "-V", "NETBOOT-SAMPLE", "--modification-date=2026112200000000", "-b", "ISOLINUX.BIN", "-c", "BOOT.CAT", "-no-emul-boot", "-boot-load-size", "4", "-o", out, tree],
     { stdio: ["ignore", "inherit", "pipe"], encoding: "utf8", env: { ...process.env, SOURCE_DATE_EPOCH: "1795305600" } },
   );
   if (r.error) throw new Error(`xorriso: ${r.error.message} (apt-get install xorriso)`);

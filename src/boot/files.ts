@@ -8,14 +8,22 @@
  *   NAME/01-<mac>/boot.cfg                rewritten /BOOT.CFG for that MAC
  *   NAME/efi/boot/01-<mac>/boot.cfg       rewritten /EFI/BOOT/BOOT.CFG for that MAC (mboot.efi probes
  *   01-<mac>/boot.cfg                       <its own directory>/01-<mac>/boot.cfg first)
+ *   NAME/crypto64.efi                     EFI/BOOT/CRYPTO64.EFI, when the image has one (mboot.efi looks
+ *                                           for it next to itself)
  *   NAME/01-<mac>/ks.cfg, NAME/ks.cfg     the kickstart, when one is configured
+ *   NAME.iso, NAME/01-<mac>.iso           the ISO itself with BOOT.CFG rewritten for the client: what BIOS
+ *                                           clients boot by iPXE's sanboot (a CD-ROM over HTTP)
  *   boot.ipxe                             the iPXE script that chain-loads the ESXi loader (boot/ipxe.ts)
  *   ipxe/undionly.kpxe, ipxe/snponly.efi, ipxe/ipxe.efi   Debian's iPXE binaries
+ *
+ * A boot.cfg read over TFTP says `prefix=NAME` (a TFTP path: mboot sends whatever path it builds to the
+ * TFTP server, a URL too) and `tftpblksize=`; over HTTP `prefix=http://IP[:PORT]/NAME/`. In the disc
+ * image the paths stay as the image has them (the loader reads them from the CD); only kernelopt changes.
  */
 import type { FileData, FileInfo } from "../files/tree.ts";
 import { memoryData } from "../files/tree.ts";
 import { macDirName, tryParseMac, type Mac } from "../wire/mac.ts";
-import { rewriteBootCfg, serializeBootCfg, type BootCfg } from "./esxi/bootcfg.ts";
+import { rewriteBootCfg, serializeBootCfg, type BootCfg, type RewriteOptions } from "./esxi/bootcfg.ts";
 import type { BootImage } from "./image.ts";
 import { ipxeScript } from "./ipxe.ts";
 
@@ -32,6 +40,8 @@ export interface BootFilesConfig {
   ipxe?: ReadonlyMap<string, Uint8Array>;
   /** Why a MAC must not boot (allowlist, boot-once); undefined to boot it. Also shapes /boot.ipxe. */
   refuse?: (mac: Mac) => string | undefined;
+  /** `tftpblksize=` for a boot.cfg read over TFTP (mboot asks for 1468 otherwise); absent: not set. */
+  tftpBlksize?: number | undefined;
 }
 
 /** Who is asking: lets a MAC-less boot.cfg be rewritten for the right machine. */
@@ -39,7 +49,12 @@ export interface ClientHint {
   address?: string | undefined;
   /** MAC the server learned for this address from its own DHCP traffic. */
   mac?: Mac | undefined;
+  /** The protocol asking: a boot.cfg read over TFTP needs TFTP paths (default "http"). */
+  via?: "http" | "tftp" | undefined;
 }
+
+/** How a boot.cfg will be read: by URL, by TFTP path, or from the disc image itself (BIOS sanboot). */
+export type BootCfgRoute = "http" | "tftp" | "disc";
 
 export type Resolved =
   | { kind: "file"; data: FileData; what: string; mac: Mac | undefined; image: BootImage | undefined }
@@ -50,7 +65,7 @@ export interface BootFiles {
   readonly config: BootFilesConfig;
   resolve(parts: readonly string[], client?: ClientHint): Promise<Resolved>;
   /** Rewritten boot.cfg text (also for `netboot bootcfg`). */
-  bootCfgFor(image: BootImage, flavour: "bios" | "efi", mac: Mac | undefined): string | undefined;
+  bootCfgFor(image: BootImage, flavour: "bios" | "efi", mac: Mac | undefined, route?: BootCfgRoute): string | undefined;
   /** URL of the image's directory on our HTTP server ("http://IP[:PORT]/NAME/"). */
   imageUrl(image: BootImage): string;
   kickstartUrl(image: BootImage, mac: Mac | undefined): string | undefined;
@@ -62,19 +77,22 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
   const kickstartUrl = (image: BootImage, mac: Mac | undefined) =>
     config.kickstart ? `${imageUrl(image)}${mac ? `${macDirName(mac)}/` : ""}ks.cfg` : undefined;
 
-  const bootCfgFor = (image: BootImage, flavour: "bios" | "efi", mac: Mac | undefined): string | undefined => {
+  const bootCfgFor = (image: BootImage, flavour: "bios" | "efi", mac: Mac | undefined, route: BootCfgRoute = "http"): string | undefined => {
     const esxi = image.esxi;
     if (!esxi) return undefined;
     const original: BootCfg | undefined = flavour === "efi" ? (esxi.efiCfg ?? esxi.biosCfg) : (esxi.biosCfg ?? esxi.efiCfg);
     if (!original) return undefined;
-    return serializeBootCfg(
-      rewriteBootCfg(original, {
-        prefix: imageUrl(image),
-        ks: kickstartUrl(image, mac),
-        keepCdromBoot: config.keepCdromBoot,
-        extraKernelopt: config.extraKernelopt,
-      }),
-    );
+    const opts = rewriteFor(route, { imageUrl: imageUrl(image), imageName: image.name, ks: kickstartUrl(image, mac), mac, ...config });
+    return serializeBootCfg(rewriteBootCfg(original, opts));
+  };
+
+  /** The disc image with its BOOT.CFG rewritten for this client (what iPXE's sanboot reads as a CD). */
+  const disc = async (image: BootImage, mac: Mac | undefined): Promise<Resolved> => {
+    if (!image.tree.disc) return { kind: "missing", reason: `${image.name} is not read from an ISO image (a directory has no disc to boot)`, mac };
+    const text = image.esxi?.biosCfg ? bootCfgFor(image, "bios", mac, "disc") : undefined;
+    if (!text) return { kind: "missing", reason: `${image.name} has no BOOT.CFG for BIOS clients`, mac };
+    const data = await image.tree.disc.withFile("/BOOT.CFG", new TextEncoder().encode(text));
+    return { kind: "file", data, what: `disc image${mac ? ` for ${mac}` : ""}`, mac, image };
   };
 
   const generated = (image: BootImage, what: string, text: string | Uint8Array | undefined, mac: Mac | undefined): Resolved => {
@@ -87,13 +105,14 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
     const lower = parts.map((p) => p.toLowerCase());
     const first = lower[0];
     if (first === undefined) return { kind: "missing", reason: "no file name", mac: undefined };
+    const route: BootCfgRoute = client.via ?? "http";
 
     // 01-<mac>/boot.cfg at the top: what mboot.efi probes when it was loaded from the root.
     const topMac = macDir(first);
     if (topMac && lower.length === 2 && lower[1] === "boot.cfg") {
       const image = config.images[0];
       if (!image) return { kind: "missing", reason: "no image", mac: topMac };
-      return generated(image, "boot.cfg", bootCfgFor(image, "efi", topMac), topMac);
+      return generated(image, "boot.cfg", bootCfgFor(image, "efi", topMac, route), topMac);
     }
 
     if (lower.length === 1 && first === "boot.ipxe") {
@@ -107,6 +126,7 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
       if (!bin) return { kind: "missing", reason: `no iPXE binary ${parts[1]} (see --ipxe-dir)`, mac: client.mac };
       return { kind: "file", data: memoryData(bin, undefined), what: `iPXE ${lower[1]}`, mac: client.mac, image: undefined };
     }
+    if (lower.length === 1 && first.endsWith(".iso") && byName.has(first.slice(0, -4))) return disc(byName.get(first.slice(0, -4))!, client.mac);
 
     const image = byName.get(first);
     if (!image) return { kind: "missing", reason: `no image named ${parts[0]}`, mac: topMac };
@@ -115,15 +135,20 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
     const mac1 = rest.length >= 2 ? macDir(rest[0]!) : undefined;
     const mac3 = rest.length === 4 && rest[0] === "efi" && rest[1] === "boot" ? macDir(rest[2]!) : undefined;
 
+    if (rest.length === 1 && rest[0]!.endsWith(".iso")) {
+      const isoMac = macDir(rest[0]!.slice(0, -4));
+      if (isoMac) return disc(image, isoMac);
+    }
     if (image.esxi) {
       if (key === "mboot.efi") {
         if (!image.esxi.efiLoader) return { kind: "missing", reason: `${image.name} has no EFI/BOOT/BOOTX64.EFI`, mac: client.mac };
         return treeFile(image, image.esxi.efiLoader, "EFI loader", client.mac);
       }
-      if (key === "boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "bios", client.mac), client.mac);
-      if (key === "efi/boot/boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "efi", client.mac), client.mac);
-      if (mac1 && rest.length === 2 && rest[1] === "boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "bios", mac1), mac1);
-      if (mac3 && rest[3] === "boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "efi", mac3), mac3);
+      if (key === "crypto64.efi" && image.esxi.cryptoModule) return treeFile(image, image.esxi.cryptoModule, "crypto module", client.mac);
+      if (key === "boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "bios", client.mac, route), client.mac);
+      if (key === "efi/boot/boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "efi", client.mac, route), client.mac);
+      if (mac1 && rest.length === 2 && rest[1] === "boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "bios", mac1, route), mac1);
+      if (mac3 && rest[3] === "boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "efi", mac3, route), mac3);
     }
     if (config.kickstart && (key === "ks.cfg" || (mac1 && rest.length === 2 && rest[1] === "ks.cfg"))) {
       const mac = mac1 ?? client.mac;
@@ -133,6 +158,23 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
   };
 
   return { config, resolve, bootCfgFor, imageUrl, kickstartUrl };
+}
+
+/** What the rewrite does on each route (also for `netboot bootcfg`). */
+export function rewriteFor(
+  route: BootCfgRoute,
+  o: { imageUrl: string; imageName: string; ks: string | undefined; mac: Mac | undefined; keepCdromBoot?: boolean | undefined; extraKernelopt?: string | undefined; tftpBlksize?: number | undefined },
+): RewriteOptions {
+  return {
+    // TFTP: relative, no leading "/" (mboot sends it as the file name; "/NAME" and tftp:// do not work).
+    prefix: route === "http" ? o.imageUrl : route === "tftp" ? o.imageName : undefined,
+    ks: o.ks,
+    keepCdromBoot: o.keepCdromBoot,
+    extraKernelopt: o.extraKernelopt,
+    // mboot.c32 has no NIC of its own to name (UEFI mboot adds BOOTIF itself).
+    bootif: route === "disc" && o.mac ? macDirName(o.mac) : undefined,
+    defaults: route === "tftp" && o.tftpBlksize ? { tftpblksize: String(o.tftpBlksize) } : undefined,
+  };
 }
 
 // --- internal ---

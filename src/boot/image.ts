@@ -15,6 +15,8 @@ export interface EsxiInfo {
   efiLoader: string | undefined;
   arm64Loader: string | undefined;
   biosLoader: string | undefined;
+  /** EFI/BOOT/CRYPTO64.EFI, which mboot.efi looks for next to itself (esx-boot mboot.c). */
+  cryptoModule: string | undefined;
 }
 
 export interface BootImage {
@@ -67,6 +69,7 @@ export async function loadImage(tree: FileTree, name: string): Promise<BootImage
       efiLoader: await path("/EFI/BOOT/BOOTX64.EFI"),
       arm64Loader: await path("/EFI/BOOT/BOOTAA64.EFI"),
       biosLoader: await path("/MBOOT.C32"),
+      cryptoModule: await path("/EFI/BOOT/CRYPTO64.EFI"),
     };
   }
   return { name, tree, esxi, mtime: root?.mtime };

@@ -1,11 +1,14 @@
 /** FileTree over an ISO 9660 image, read in place from any ByteSource. */
 import { IsoImage, type IsoEntry } from "../iso/image.ts";
+import { planReplacement, replaceFile, type ReplacementPlan } from "../iso/patch.ts";
+import { patchedData } from "./patched.ts";
 import { shiftAlign, type ByteSource } from "./source.ts";
-import type { FileData, FileInfo, FileTree } from "./tree.ts";
+import { fnv1a, type FileData, type FileInfo, type FileTree } from "./tree.ts";
 
 export async function openIsoTree(source: ByteSource): Promise<FileTree & { image: IsoImage }> {
   const image = await IsoImage.open(source);
   const byPath = new Map<string, IsoEntry>();
+  const plans = new Map<string, Promise<ReplacementPlan>>();
   const info = (e: IsoEntry): FileInfo => {
     byPath.set(e.path, e);
     return { name: e.name, path: e.path, type: e.type === "dir" ? "dir" : "file", size: e.size, mtime: e.mtime ?? source.mtime };
@@ -14,6 +17,16 @@ export async function openIsoTree(source: ByteSource): Promise<FileTree & { imag
     kind: "iso",
     get local() {
       return source.localPath !== undefined;
+    },
+    disc: {
+      bootable: image.elTorito,
+      async withFile(path, content) {
+        let plan = plans.get(path);
+        if (!plan) plans.set(path, (plan = planReplacement(source, path)));
+        plan.catch(() => plans.delete(path));
+        const r = replaceFile(await plan, content);
+        return patchedData(source, { size: r.size, patches: r.patches, mtime: source.mtime, etag: `"${source.version}-v${fnv1a(content)}-${content.length.toString(16)}"` });
+      },
     },
     description: `${source.description} (ISO 9660, ${image.nameSpace} names, volume ${JSON.stringify(image.volumeId)})`,
     image,

@@ -105,7 +105,11 @@ export function decodeDirRecord(b: Uint8Array, where: string): DirRecord {
  * length byte means "the rest of this sector is padding" (ECMA-119 §6.8.1.1).
  */
 export function splitDirRecords(extent: Uint8Array, blockSize: number, where: string): DirRecord[] {
-  const out: DirRecord[] = [];
+  return [...dirRecordsAt(extent, blockSize, where)].map((r) => r.record);
+}
+
+/** The records of a directory extent with their byte position in it (for patching them in place). */
+export function* dirRecordsAt(extent: Uint8Array, blockSize: number, where: string): Generator<{ pos: number; record: DirRecord }> {
   let pos = 0;
   while (pos < extent.length) {
     const len = extent[pos]!;
@@ -117,10 +121,9 @@ export function splitDirRecords(extent: Uint8Array, blockSize: number, where: st
     if (pos + len > Math.min(sectorEnd, extent.length)) {
       throw new IsoError("E_ISO_RECORD", `directory record at ${where}+${pos} (length ${len}) crosses a sector boundary or the end of the directory`);
     }
-    out.push(decodeDirRecord(extent.subarray(pos, pos + len), `${where}+${pos}`));
+    yield { pos, record: decodeDirRecord(extent.subarray(pos, pos + len), `${where}+${pos}`) };
     pos += len;
   }
-  return out;
 }
 
 export function isDirectory(r: DirRecord): boolean {

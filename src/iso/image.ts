@@ -67,6 +67,8 @@ export class IsoImage {
   readonly created: Date | undefined;
   /** Problems that do not stop reading (a truncated tail, say). */
   readonly warnings: string[] = [];
+  /** Has an El Torito boot record: BIOS firmware (or iPXE's SAN CD-ROM) can boot it. */
+  elTorito = false;
   readonly #root: IsoEntry;
   readonly #rootRecord: DirRecord;
   readonly #suspSkip: number | undefined;
@@ -101,14 +103,18 @@ export class IsoImage {
     let primary: VolumeDescriptor | undefined;
     let joliet: VolumeDescriptor | undefined;
     let terminated = false;
+    let elTorito = false;
     for (let i = 0; i < MAX_DESCRIPTORS; i++) {
       const at = DESCRIPTOR_START + i * SECTOR;
       if (at + SECTOR > source.size) break;
-      const vd = decodeVolumeDescriptor(await source.read(at, SECTOR), at);
+      const raw = await source.read(at, SECTOR);
+      const vd = decodeVolumeDescriptor(raw, at);
       if (!vd) {
         if (i === 0) throw new IsoError("E_ISO_NOT_ISO", "not an ISO 9660 image: no CD001 volume descriptor at sector 16");
         break;
       }
+      // El Torito §2.0: a boot record volume descriptor naming the specification makes the image bootable.
+      if (vd.type === DescriptorType.BootRecord && latin1(raw.subarray(7, 30)) === "EL TORITO SPECIFICATION") elTorito = true;
       if (vd.type === DescriptorType.Terminator) {
         terminated = true;
         break;
@@ -140,6 +146,7 @@ export class IsoImage {
 
     const image = new IsoImage(source, nameSpace === "joliet" ? joliet! : primary, nameSpace, spSkip);
     image.warnings.push(...warnings);
+    image.elTorito = elTorito;
     return image;
   }
 

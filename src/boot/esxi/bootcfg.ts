@@ -67,14 +67,22 @@ export function splitModules(value: string): string[] {
 }
 
 export interface RewriteOptions {
-  /** `prefix=`: the URL (or directory) every relative kernel/module path is resolved against. */
-  prefix: string;
+  /**
+   * `prefix=`: the URL (or TFTP directory) every relative kernel/module path is resolved against; leading
+   * "/" are stripped from the paths so the prefix applies. Undefined: prefix= and the paths stay as the
+   * image has them (a loader that reads them from the image itself, as from a CD).
+   */
+  prefix?: string | undefined;
   /** Kickstart URL put into kernelopt as `ks=…`, replacing any ks= already there. */
   ks?: string | undefined;
   /** Keep `cdromBoot` in kernelopt (default: drop it; the installer is not booting from a CD). */
   keepCdromBoot?: boolean;
   /** Extra kernel options appended to kernelopt (serial console, for example). */
   extraKernelopt?: string | undefined;
+  /** `BOOTIF=01-aa-bb-…` for kernelopt (replacing one there), so the installer uses the NIC it booted from. */
+  bootif?: string | undefined;
+  /** Keys set only when the file does not set them (tftpblksize= for a boot.cfg read over TFTP). */
+  defaults?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -85,21 +93,24 @@ export interface RewriteOptions {
  */
 export function rewriteBootCfg(cfg: BootCfg, opts: RewriteOptions): BootCfg {
   const lines: BootCfgLine[] = [];
+  const prefix = opts.prefix;
   let sawPrefix = false;
   let sawKernelopt = false;
+  const seen = new Set<string>();
   for (const l of cfg.lines) {
     if (l.kind !== "entry") {
       lines.push(l);
       continue;
     }
     const key = l.key.toLowerCase();
-    if (key === "prefix") {
+    seen.add(key);
+    if (key === "prefix" && prefix !== undefined) {
       // mboot reads the first prefix; later ones would only confuse a reader of the file.
-      if (!sawPrefix) lines.push({ ...l, value: opts.prefix });
+      if (!sawPrefix) lines.push({ ...l, value: prefix });
       sawPrefix = true;
-    } else if (key === "kernel") {
+    } else if (key === "kernel" && prefix !== undefined) {
       lines.push({ ...l, value: relativePath(l.value) });
-    } else if (key === "modules") {
+    } else if (key === "modules" && prefix !== undefined) {
       lines.push({ ...l, value: splitModules(l.value).map(relativePath).join(" --- ") });
     } else if (key === "kernelopt") {
       if (!sawKernelopt) lines.push({ ...l, value: rewriteKernelopt(l.value, opts) });
@@ -108,28 +119,38 @@ export function rewriteBootCfg(cfg: BootCfg, opts: RewriteOptions): BootCfg {
       lines.push(l);
     }
   }
-  const kernelAt = lines.findIndex((l) => l.kind === "entry" && l.key.toLowerCase() === "kernel");
-  if (!sawPrefix) {
+  const kernelAt = () => lines.findIndex((l) => l.kind === "entry" && l.key.toLowerCase() === "kernel");
+  if (!sawPrefix && prefix !== undefined) {
     // Before kernel= (where stock ISOs carry their empty prefix=), else at the top.
-    lines.splice(kernelAt >= 0 ? kernelAt : 0, 0, { kind: "entry", key: "prefix", value: opts.prefix });
+    const at = kernelAt();
+    lines.splice(at >= 0 ? at : 0, 0, { kind: "entry", key: "prefix", value: prefix });
   }
   if (!sawKernelopt) {
     const value = rewriteKernelopt("", opts);
     if (value !== "") {
-      const at = lines.findIndex((l) => l.kind === "entry" && l.key.toLowerCase() === "kernel");
+      const at = kernelAt();
       lines.splice(at >= 0 ? at + 1 : lines.length, 0, { kind: "entry", key: "kernelopt", value });
     }
+  }
+  for (const [key, value] of Object.entries(opts.defaults ?? {})) {
+    if (seen.has(key.toLowerCase())) continue;
+    const at = lines.findIndex((l) => l.kind === "entry" && l.key.toLowerCase() === "prefix");
+    lines.splice(at >= 0 ? at + 1 : 0, 0, { kind: "entry", key, value });
   }
   return { lines, crlf: cfg.crlf };
 }
 
-/** kernelopt: drop cdromBoot (unless kept), put the kickstart URL in, keep every other option. */
-export function rewriteKernelopt(value: string, opts: Pick<RewriteOptions, "ks" | "keepCdromBoot" | "extraKernelopt">): string {
+/** kernelopt: drop cdromBoot (unless kept), put the kickstart URL and BOOTIF in, keep every other option. */
+export function rewriteKernelopt(value: string, opts: Pick<RewriteOptions, "ks" | "keepCdromBoot" | "extraKernelopt" | "bootif">): string {
   let tokens = value.split(/\s+/).filter((t) => t !== "");
   if (!opts.keepCdromBoot) tokens = tokens.filter((t) => t.toLowerCase() !== "cdromboot");
   if (opts.ks) {
     tokens = tokens.filter((t) => !/^ks=/i.test(t));
     tokens.push(`ks=${opts.ks}`);
+  }
+  if (opts.bootif) {
+    tokens = tokens.filter((t) => !/^bootif=/i.test(t));
+    tokens.push(`BOOTIF=${opts.bootif}`);
   }
   if (opts.extraKernelopt) {
     for (const t of opts.extraKernelopt.split(/\s+/).filter((x) => x !== "")) if (!tokens.includes(t)) tokens.push(t);
