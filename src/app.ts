@@ -5,7 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { createBootFiles, type BootFiles } from "./boot/files.ts";
 import { imageNameFromSource, loadImage, type BootImage } from "./boot/image.ts";
-import { decideBoot, type PolicyConfig } from "./boot/policy.ts";
+import { IPXE_EFI, decideBoot, firmwareOf, type PolicyConfig } from "./boot/policy.ts";
 import type { BootClient, BootDecision } from "./boot/types.ts";
 import { bsdpCatalog } from "./bsdp/catalog.ts";
 import type { BootImage as BsdpImage } from "./bsdp/options.ts";
@@ -26,6 +26,7 @@ import { createHttpApp, type HttpRequest, type HttpResponse } from "./http/handl
 import { startHttpServer, type AccessEntry, type HttpServerHandle } from "./http/server.ts";
 import type { Logger } from "./log.ts";
 import { interfaceAddress, listIPv4 } from "./net/interfaces.ts";
+import { openSignedLoaderMemory } from "./hosts/signed-loader.ts";
 import { Neighbors } from "./net/neighbors.ts";
 import { startTftpServer, type TftpClientInfo, type TftpServerHandle, type TransferEvent } from "./tftp/server.ts";
 import { formatIPv4, inSubnet, parseIPv4, subnetOf } from "./wire/ipv4.ts";
@@ -106,6 +107,8 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
     const neighbors = new Neighbors();
     /** MACs that spoke BSDP: Mac firmware, whose TFTP client needs blocks of 1460 bytes or less. */
     const macFirmware = new Set<string>();
+    /** UEFI hosts whose iPXE never started (Secure Boot): they get the signed ESXi loader. */
+    const signedLoader = openSignedLoaderMemory(config.stateDir, log.child("boot"));
 
     // --- HTTP: bind first, so the URLs we hand out carry the port really bound (port 0 in tests). ---
     let app: ((req: HttpRequest) => Promise<HttpResponse>) | undefined;
@@ -116,7 +119,10 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
       host: config.bind,
       port: config.http.port,
       log: log.child("http"),
-      onRequest: hooks.onHttpRequest,
+      onRequest: (e) => {
+        if (e.mac && e.path === "/boot.ipxe") signedLoader.ipxeStarted(e.mac);
+        hooks.onHttpRequest?.(e);
+      },
       // Bun.serve sends a stream chunked whatever Content-Length says, and mboot trusts Content-Length: a
       // source whose bytes are not in local files (a URL) is served by node:http, which keeps the length.
       runtime: hooks.httpRuntime ?? (tree.local ? undefined : "node"),
@@ -130,6 +136,7 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
       keepCdromBoot: config.boot.keepCdromBoot,
       extraKernelopt: config.boot.extraKernelopt,
       ipxe: ipxe.files,
+      tftpBlksize: config.tftp.enabled ? Math.min(config.tftp.maxBlksize, BOOTCFG_TFTP_BLKSIZE) : undefined,
     });
     app = createHttpApp({ files, macForAddress: (a) => neighbors.lookup(a) });
     log.info(`HTTP on ${config.bind}:${http.port}; clients use ${base}/${image.name}/`);
@@ -140,8 +147,12 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
       httpBase: base,
       ipxe: { undionly: ipxe.files.has("undionly.kpxe") && !config.ipxe.disabled, snponly: ipxe.files.has("snponly.efi") && !config.ipxe.disabled },
       noIpxe: config.ipxe.disabled,
+      secureBoot: config.boot.secureBoot,
     };
-    const decide = (c: BootClient) => decideBoot(c, policy);
+    const decide = (c: BootClient) => {
+      signedLoader.dhcp(c.mac, firmwareOf(c));
+      return decideBoot(c, policy, { signedLoader: signedLoader.reason(c.mac) });
+    };
 
     // --- TFTP: the same namespace as HTTP ---
     let tftp: TftpServerHandle | undefined;
@@ -155,7 +166,10 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
         maxWindowsize: config.tftp.maxWindowsize,
         cache,
         runtime: hooks.udpRuntime,
-        onTransfer: hooks.onTftpTransfer,
+        onTransfer: (e) => {
+          if (e.outcome === "sent" && e.mac && e.file.replace(/^\/+/, "").toLowerCase() === IPXE_EFI) signedLoader.ipxeSent(e.mac);
+          hooks.onTftpTransfer?.(e);
+        },
         clientInfo:
           hooks.tftpClientInfo ??
           ((a) => {
@@ -271,6 +285,12 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
 }
 
 // --- internal ---
+
+/**
+ * tftpblksize= in a boot.cfg read over TFTP (mboot asks for 1468 otherwise, esx-boot tftpfile.c): larger
+ * blocks halve the loader's transfer time; capped by --tftp-max-blksize.
+ */
+const BOOTCFG_TFTP_BLKSIZE = 16384;
 
 /** Intel Mac firmware's TFTP client fails with blocks larger than an Ethernet frame's payload allows. */
 const MAC_FIRMWARE_BLKSIZE = 1460;

@@ -82,6 +82,8 @@ export interface ServeConfig {
     ks: string | undefined;
     keepCdromBoot: boolean;
     extraKernelopt: string | undefined;
+    /** --secure-boot: every UEFI PXE client gets the ESXi loader (signed by VMware) over TFTP, never iPXE. */
+    secureBoot: boolean;
   };
 }
 
@@ -102,7 +104,7 @@ export function defaultConfig(source: string, ip: string): ServeConfig {
     stateDir: defaultStateDir(),
     cacheDir: undefined,
     ipxe: { dir: undefined, disabled: false },
-    boot: { ks: undefined, keepCdromBoot: false, extraKernelopt: undefined },
+    boot: { ks: undefined, keepCdromBoot: false, extraKernelopt: undefined, secureBoot: false },
   };
 }
 

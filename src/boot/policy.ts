@@ -5,13 +5,16 @@
  *
  *   iPXE (user class "iPXE" or option 175)   → http://IP[:PORT]/boot.ipxe    (breaks the chain-load loop)
  *   UEFI HTTP boot (HTTPClient, arch 16)     → http://IP[:PORT]/NAME/mboot.efi, option 60 "HTTPClient"
- *   BIOS PXE (arch 0)                        → TFTP ipxe/undionly.kpxe
- *   UEFI x64 PXE (arch 7, 9)                 → TFTP ipxe/snponly.efi  (--no-ipxe: NAME/mboot.efi)
+ *   BIOS PXE (arch 0)                        → TFTP ipxe/undionly.kpxe (its script sanboots the ISO)
+ *   UEFI x64 PXE (arch 7, 9)                 → TFTP ipxe/snponly.efi; the signed NAME/mboot.efi with
+ *                                              --no-ipxe, --secure-boot, or for a host whose iPXE never
+ *                                              started (Secure Boot refused it: hosts/signed-loader.ts)
  *   ARM64 UEFI (arch 11 PXE, 19 HTTP)        → the image's EFI/BOOT/BOOTAA64.EFI, when it has one
  *   anything else                            → ignore, with the reason
  */
 import { Arch } from "./arch.ts";
 import type { BootImage } from "./image.ts";
+import { biosUnbootable } from "./ipxe.ts";
 import type { BootClient, BootDecision, Firmware } from "./types.ts";
 
 export interface IpxeBinaries {
@@ -29,8 +32,16 @@ export interface PolicyConfig {
   ipxe: IpxeBinaries;
   /** --no-ipxe: UEFI PXE clients get the ESXi loader itself over TFTP. */
   noIpxe: boolean;
+  /** --secure-boot: UEFI PXE clients get the ESXi loader (signed by VMware) over TFTP, never iPXE. */
+  secureBoot?: boolean;
   /** Per-MAC gate (allowlist, boot-once): undefined means "boot it". */
   gate?: (client: BootClient) => string | undefined;
+}
+
+/** What the server knows of this one machine, as of this request (a snapshot: the policy stays pure). */
+export interface HostSnapshot {
+  /** Why this host gets the signed ESXi loader instead of iPXE (its iPXE never started: Secure Boot). */
+  signedLoader?: string | undefined;
 }
 
 export const IPXE_BIOS = "ipxe/undionly.kpxe";
@@ -63,7 +74,7 @@ export function firmwareOf(c: BootClient): Firmware {
   }
 }
 
-export function decideBoot(c: BootClient, cfg: PolicyConfig): BootDecision {
+export function decideBoot(c: BootClient, cfg: PolicyConfig, host: HostSnapshot = {}): BootDecision {
   const firmware = firmwareOf(c);
   const ignore = (reason: string): BootDecision => ({ action: "ignore", firmware, reason });
   const netboot = c.vendorClass?.startsWith("PXEClient") || c.vendorClass?.startsWith("HTTPClient") || firmware === "ipxe" || firmware === "apple";
@@ -89,15 +100,20 @@ export function decideBoot(c: BootClient, cfg: PolicyConfig): BootDecision {
     case "efi-x64-http":
       if (!esxi?.efiLoader) return ignore(`${image.name} has no EFI/BOOT/BOOTX64.EFI`);
       return boot("http", url(`${image.name}/mboot.efi`), "HTTPClient", "UEFI HTTP boot: the ESXi loader by URL");
-    case "bios":
+    case "bios": {
       if (!cfg.ipxe.undionly) return ignore("BIOS PXE needs iPXE (undionly.kpxe), which is not available (--ipxe-dir?)");
-      return boot("tftp", IPXE_BIOS, "PXEClient", "BIOS PXE: iPXE (undionly.kpxe) by TFTP");
-    case "efi-x64":
-      if (cfg.noIpxe || !cfg.ipxe.snponly) {
+      const why = biosUnbootable(image);
+      if (why) return ignore(why);
+      return boot("tftp", IPXE_BIOS, "PXEClient", "BIOS PXE: iPXE (undionly.kpxe) by TFTP, then the ISO by sanboot");
+    }
+    case "efi-x64": {
+      const signed = cfg.noIpxe ? "--no-ipxe" : cfg.secureBoot ? "--secure-boot" : host.signedLoader ? host.signedLoader : !cfg.ipxe.snponly ? "no iPXE available" : undefined;
+      if (signed) {
         if (!esxi?.efiLoader) return ignore(`${image.name} has no EFI/BOOT/BOOTX64.EFI`);
-        return boot("tftp", `${image.name}/mboot.efi`, "PXEClient", cfg.noIpxe ? "UEFI PXE, --no-ipxe: the ESXi loader by TFTP" : "UEFI PXE: no iPXE available, the ESXi loader by TFTP");
+        return boot("tftp", `${image.name}/mboot.efi`, "PXEClient", `UEFI PXE, ${signed}: the signed ESXi loader by TFTP`);
       }
       return boot("tftp", IPXE_EFI, "PXEClient", "UEFI PXE: iPXE (snponly.efi) by TFTP");
+    }
     case "efi-arm64":
       if (!esxi?.arm64Loader) return ignore(`ARM64 UEFI client, but ${image.name} has no EFI/BOOT/BOOTAA64.EFI`);
       return boot("tftp", `${image.name}${esxi.arm64Loader}`, "PXEClient", "ARM64 UEFI PXE: the image's BOOTAA64.EFI by TFTP");

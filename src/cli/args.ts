@@ -36,6 +36,7 @@ export const serveArgs = {
   "state-dir": { type: "string", description: "Where leases and Mac selections are kept (default: /var/lib/netboot as root, else ~/.local/state/netboot)", valueHint: "DIR" },
   "dhcp-port": { type: "string", default: "67", description: "DHCP server port", valueHint: "N" },
   ipxe: { type: "boolean", default: true, description: "Chain-load iPXE for PXE clients", negativeDescription: "UEFI PXE clients get the ESXi loader by TFTP directly (no iPXE)" },
+  "secure-boot": { type: "boolean", description: "UEFI Secure Boot machines: every UEFI PXE client gets the ESXi loader (signed by VMware) by TFTP instead of iPXE (without it, a host whose iPXE never starts gets it from its next boot on)" },
   "ipxe-dir": { type: "string", description: "Directory with undionly.kpxe, snponly.efi, ipxe.efi (default: built in, or /usr/lib/ipxe)", valueHint: "DIR" },
   tftp: { type: "boolean", default: true, description: "Serve TFTP (the same files as HTTP)", negativeDescription: "Do not serve TFTP" },
   "tftp-port": { type: "string", default: "69", description: "TFTP port", valueHint: "N" },
@@ -101,7 +102,7 @@ export function serveConfigFromArgs(raw: ServeArgsParsed, env: ArgsEnvironment =
       stateDir: s("state-dir"),
       cacheDir: s("cache-dir"),
       ipxe: { dir: s("ipxe-dir"), disabled: b("ipxe") === false },
-      boot: { ks: s("ks"), keepCdromBoot: b("keep-cdromboot") ?? false, extraKernelopt: s("kernelopt") },
+      boot: { ks: s("ks"), keepCdromBoot: b("keep-cdromboot") ?? false, extraKernelopt: s("kernelopt"), secureBoot: b("secure-boot") ?? false },
     }),
   );
 }
