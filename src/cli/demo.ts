@@ -5,20 +5,24 @@ import { join } from "node:path";
 import { startApp } from "../app.ts";
 import { makeConfig, validateServeConfig } from "../config.ts";
 import { readSampleIso, sampleKickstart } from "../demo/sample.ts";
-import { walkLikeMboot } from "../demo/walk.ts";
+import { ROUTES, ROUTE_TITLES, walkRoute, type RouteName } from "../demo/routes.ts";
+import { ConfigError } from "../errors.ts";
 import { parseMac } from "../wire/mac.ts";
 import { parseIntArg } from "./args.ts";
 import { guard, loggerFor, logArgs } from "./common.ts";
 
+const MODULE_STEPS = new Set(["kernel size", "module size", "kernel", "module"]);
+
 export default defineCommand({
   meta: {
     name: "demo",
-    description: "Serve the built-in sample ESXi-shaped image on 127.0.0.1 (no root), fetch it as mboot would, print a summary",
+    description: "Serve the built-in sample ESXi-shaped image on 127.0.0.1 (no root), walk every boot route as the firmware and the ESXi loader would, print a summary",
   },
   args: {
     source: { type: "positional", required: false, description: "Image to use instead of the built-in sample", valueHint: "ISO" },
     "http-port": { type: "string", default: "0", description: "HTTP port on 127.0.0.1 (0: any free port)", valueHint: "N" },
     mac: { type: "string", default: "52:54:00:12:34:56", description: "MAC of the pretend client" },
+    route: { type: "string", description: `Walk only these routes: ${ROUTES.join(", ")} (comma-separated; default: all)`, valueHint: "LIST" },
     serve: { type: "boolean", description: "Keep serving after the walk (Ctrl-C stops)" },
     ...logArgs,
   },
@@ -26,6 +30,8 @@ export default defineCommand({
     await guard(async () => {
       const log = loggerFor({ ...args, quiet: args.quiet ?? !args.verbose });
       const mac = parseMac(args.mac);
+      const routes = args.route ? args.route.split(",").map((r) => r.trim()) : [...ROUTES];
+      for (const r of routes) if (!ROUTES.includes(r as RouteName)) throw new ConfigError("E_ARG", `--route ${JSON.stringify(r)}: use ${ROUTES.join(", ")}`);
       const dir = await mkdtemp(join(tmpdir(), "netboot-demo-"));
       const ks = join(dir, "ks.cfg");
       await writeFile(ks, sampleKickstart);
@@ -41,34 +47,45 @@ export default defineCommand({
             name: args.source ? undefined : "esxi-sample",
             http: { port: parseIntArg(args["http-port"], "--http-port", 0) },
             cacheMem: 64 * 1024 * 1024,
-            tftp: { enabled: false },
+            tftp: { enabled: true, port: 0 },
             dhcp: { mode: "off" },
+            stateDir: join(dir, "state"),
             boot: { ks },
           }),
         ),
         log,
       );
-      let ok = false;
+      let ok = true;
       try {
         const image = app.images[0]!;
         const out = (s: string) => process.stdout.write(s + "\n");
-        out(`netboot demo: serving ${args.source ? source : "the built-in sample image"} at ${app.httpBase}/${image.name}/`);
+        out(`netboot demo: serving ${args.source ? source : "the built-in sample image"} at ${app.httpBase}/${image.name}/ and TFTP 127.0.0.1:${app.tftp!.port}`);
         if (image.esxi) out(`image: ${image.esxi.displayName}, ${image.esxi.summary.modules.length} modules`);
-        out(`client ${mac} boots as mboot.efi would (HEAD, then GET):`);
-        const result = await walkLikeMboot({
-          base: app.httpBase,
-          image,
-          mac,
-          onStep: (s) => out(`  ${s.ok ? "ok  " : "FAIL"} ${String(s.status).padStart(3)} ${String(s.bytes).padStart(9)} B  ${s.what.padEnd(34)} ${s.url}${s.problem ? `  <- ${s.problem}` : ""}`),
-        });
-        out("boot.cfg as served to this client:");
-        for (const line of result.bootCfg.trimEnd().split(/\r?\n/)) out(`  | ${line}`);
-        const mbs = result.seconds > 0 ? (result.bytes / 1e6 / result.seconds).toFixed(1) : "-";
-        out(
-          `summary: ${result.steps.length} fetches, ${result.bytes} bytes in ${result.seconds.toFixed(3)} s (${mbs} MB/s), ` +
-            `${result.steps.filter((s) => !s.ok).length} problems: ${result.ok ? "PASS" : "FAIL"}`,
-        );
-        ok = result.ok;
+        out(`client ${mac}, every route as its firmware and ESXi's loader would walk it (Content-Length required, TFTP paths verbatim):`);
+        for (const route of routes as RouteName[]) {
+          out(`route ${route}: ${ROUTE_TITLES[route]}`);
+          const result = await walkRoute(route, {
+            base: app.httpBase,
+            tftp: { address: "127.0.0.1", port: app.tftp!.port },
+            image,
+            mac,
+            // Kernel and module lines only when something is wrong: the route's summary counts them.
+            onStep: (s) => {
+              if (s.ok && MODULE_STEPS.has(s.what)) return;
+              out(`  ${s.ok ? "ok  " : "FAIL"} ${s.request.padEnd(9)} ${String(s.bytes).padStart(8)} B  ${s.what.padEnd(30)} ${s.path}${s.problem ? `  <- ${s.problem}` : ""}`);
+            },
+          });
+          const loads = result.steps.filter((s) => s.what === "kernel" || s.what === "module");
+          if (loads.length) out(`  ok   kernel and ${loads.length - 1} modules: every size asked first, then each loaded and checked byte for byte against the image`);
+          const mbs = result.seconds > 0 ? (result.bytes / 1e6 / result.seconds).toFixed(1) : "-";
+          out(`  ${result.ok ? "PASS" : "FAIL"}: ${result.steps.length} requests, ${result.bytes} bytes in ${result.seconds.toFixed(3)} s (${mbs} MB/s)`);
+          if (route === "uefi-http" || route === "tftp" || route === "bios") {
+            out(`  boot.cfg as the loader read it${route === "bios" ? " from the disc" : ""}:`);
+            for (const line of result.bootCfg.trimEnd().split(/\r?\n/)) out(`    | ${line}`);
+          }
+          ok &&= result.ok;
+        }
+        out(`summary: ${routes.length} routes: ${ok ? "PASS" : "FAIL"}`);
         if (args.serve) {
           out(`still serving at ${app.httpBase}/ (Ctrl-C stops)`);
           await new Promise<void>((r) => process.once("SIGINT", r));
