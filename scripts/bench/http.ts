@@ -21,7 +21,7 @@ export async function benchHttp(): Promise<void> {
     netboot: {
       base: "http://127.0.0.9:8089/test",
       start: () =>
-        new Server("netboot", [bun, join(repo, "src/main.ts"), "serve", data.iso, "--ip", "127.0.0.9", "--http-port", "8089", "--name", "test", "-q"], {
+        new Server("netboot", [bun, join(repo, "src/main.ts"), "serve", data.iso, "--ip", "127.0.0.9", "--http-port", "8089", "--name", "test", "--dhcp", "off", "-q"], {
           cpus: serverCpus,
           log: join(benchDir, "netboot-http.log"),
         }),

@@ -4,7 +4,13 @@ import { serveArgs, serveConfigFromArgs } from "./args.ts";
 import { guard, loggerFor } from "./common.ts";
 
 export default defineCommand({
-  meta: { name: "serve", description: "Serve an ESXi installer ISO over HTTP, read in place, with boot.cfg rewritten per client" },
+  meta: {
+    name: "serve",
+    description:
+      "Network-boot an ESXi installer from its ISO, read in place: DHCP/proxyDHCP, BSDP, TFTP and HTTP, boot.cfg rewritten per client and route. " +
+      "UEFI PXE gets iPXE (or, with --secure-boot or when iPXE never starts, VMware's signed loader by TFTP); UEFI HTTP boot the loader by URL; " +
+      "BIOS boots the ISO itself as a CD through iPXE's sanboot (needs the image as an ISO with its El Torito boot record)",
+  },
   args: serveArgs,
   async run({ args }) {
     await guard(async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { decideBoot, firmwareOf, type PolicyConfig } from "../../src/boot/policy.ts";
+import { decideBoot, firmwareOf, type HostSnapshot, type PolicyConfig } from "../../src/boot/policy.ts";
 import type { BootClient } from "../../src/boot/types.ts";
 import type { BootImage } from "../../src/boot/image.ts";
 import { bootClientFromDhcp } from "../../src/dhcp/client.ts";
@@ -9,9 +9,9 @@ import { readHexFixture } from "../helpers/hex.ts";
 const esxi = (arm64 = false): BootImage =>
   ({
     name: "esxi",
-    tree: undefined as never,
+    tree: { disc: { bootable: true } } as never,
     mtime: undefined,
-    esxi: { efiLoader: "/EFI/BOOT/BOOTX64.EFI", arm64Loader: arm64 ? "/EFI/BOOT/BOOTAA64.EFI" : undefined, biosLoader: "/MBOOT.C32", displayName: "ESXi 8.0.2 (22380479)" },
+    esxi: { biosCfg: { lines: [], crlf: false }, efiLoader: "/EFI/BOOT/BOOTX64.EFI", arm64Loader: arm64 ? "/EFI/BOOT/BOOTAA64.EFI" : undefined, biosLoader: "/MBOOT.C32", displayName: "ESXi 8.0.2 (22380479)" },
   }) as unknown as BootImage;
 
 const cfg = (over: Partial<PolicyConfig> = {}): PolicyConfig => ({
@@ -58,6 +58,23 @@ describe("boot policy: every row", () => {
     ["Intel Mac (BSDP vendor class) → iPXE snponly.efi", client({ vendorClass: "AAPLBSDPC/i386/iMac14,3" }), cfg(), { action: "boot", firmware: "apple", file: "ipxe/snponly.efi" }],
   ])("%s", (_name, c, config, want) => {
     expect(decideBoot(c, config)).toMatchObject(want);
+  });
+
+  test.each<[string, BootClient, PolicyConfig, HostSnapshot, object]>([
+    ["--secure-boot: UEFI PXE → the signed loader by TFTP", pxe(7), cfg({ secureBoot: true }), {}, { action: "boot", transport: "tftp", file: "esxi/mboot.efi", why: "UEFI PXE, --secure-boot: the signed ESXi loader by TFTP" }],
+    ["a host whose iPXE never started → the signed loader by TFTP", pxe(7), cfg(), { signedLoader: "iPXE never started" }, { action: "boot", file: "esxi/mboot.efi", why: "UEFI PXE, iPXE never started: the signed ESXi loader by TFTP" }],
+    ["--secure-boot leaves UEFI HTTP boot (already the signed loader) as it is", fixture("ovmf-http-discover"), cfg({ secureBoot: true }), {}, { transport: "http", file: "http://10.0.0.1/esxi/mboot.efi" }],
+    ["--secure-boot leaves BIOS on iPXE", pxe(0), cfg({ secureBoot: true }), {}, { file: "ipxe/undionly.kpxe" }],
+    ["a remembered host's iPXE DHCP still gets the script", fixture("ipxe-efi-discover"), cfg(), { signedLoader: "x" }, { file: "http://10.0.0.1/boot.ipxe" }],
+  ])("%s", (_name, c, config, host, want) => {
+    expect(decideBoot(c, config, host)).toMatchObject(want);
+  });
+
+  test("BIOS clients are not sent iPXE for an image they cannot boot", () => {
+    const dir = { ...esxi(), tree: {} } as unknown as BootImage;
+    expect(decideBoot(pxe(0), cfg({ image: dir }))).toMatchObject({ action: "ignore", reason: expect.stringContaining("is a directory") });
+    const noTorito = { ...esxi(), tree: { disc: { bootable: false } } } as unknown as BootImage;
+    expect(decideBoot(pxe(0), cfg({ image: noTorito }))).toMatchObject({ action: "ignore", reason: expect.stringContaining("no El Torito") });
   });
 
   test("the policy is pure: the same answer every time it is asked", () => {

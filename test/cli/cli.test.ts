@@ -20,11 +20,11 @@ describe("help and version", () => {
     expect(r.code).toBe(0);
     for (const c of ["serve", "demo", "ls", "cat", "bootcfg"]) expect(r.stdout).toContain(c);
     const expectations: Record<string, string[]> = {
-      serve: ["--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt", "--no-tftp", "--tftp-port", "--tftp-max-blksize", "--tftp-max-windowsize", "--cache-mem", "--iface", "--dhcp", "--pool", "--router", "--dns", "--domain", "--lease-time", "--reserve", "--force", "--state-dir", "--no-ipxe", "--ipxe-dir", "--no-bsdp", "--bsdp-priority", "--mac-bootfile"],
-      demo: ["--http-port", "--mac", "--serve"],
+      serve: ["--secure-boot", "--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt", "--no-tftp", "--tftp-port", "--tftp-max-blksize", "--tftp-max-windowsize", "--cache-mem", "--iface", "--dhcp", "--pool", "--router", "--dns", "--domain", "--lease-time", "--reserve", "--force", "--state-dir", "--no-ipxe", "--ipxe-dir", "--no-bsdp", "--bsdp-priority", "--mac-bootfile"],
+      demo: ["--http-port", "--mac", "--serve", "--route"],
       ls: ["SOURCE", "--recursive"],
       cat: ["SOURCE", "PATH"],
-      bootcfg: ["--server", "--mac", "--ks", "--bios"],
+      bootcfg: ["--server", "--mac", "--ks", "--bios", "--route"],
     };
     for (const [cmd, flags] of Object.entries(expectations)) {
       const h = await cli([cmd, "--help"]);
@@ -178,8 +178,11 @@ describe("serve", () => {
   test("the demo command passes (the README's first command)", async () => {
     const r = await cli(["demo"], { timeoutMs: 60_000 });
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/summary: 17 fetches, \d+ bytes .* 0 problems: PASS/);
+    for (const route of ["uefi-http", "ipxe", "tftp", "bios"]) expect(r.stdout).toMatch(new RegExp(`^route ${route}: `, "m"));
+    expect(r.stdout.match(/^  PASS: \d+ requests/gm)).toHaveLength(4);
+    expect(r.stdout).toMatch(/^summary: 4 routes: PASS$/m);
     expect(r.stdout).toContain("kickstart");
+    expect(r.stdout).not.toContain("FAIL");
   });
 
   test("package.json's start script is the demo", () => {

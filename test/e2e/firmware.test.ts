@@ -20,7 +20,7 @@ for (const t of ["qemu-system-x86_64", "dnsmasq", "ip", "tcpdump", "tshark"]) re
 requireRoot();
 for (const f of ["/usr/lib/ipxe/ipxe.efi", "/usr/share/OVMF/OVMF_CODE_4M.fd"]) if (!existsSync(f)) throw new Error(`${f} missing: .ci/run installs ipxe and ovmf`);
 
-const iso = makeEsxiIso({ efi: "/usr/lib/ipxe/ipxe.efi" });
+const iso = makeEsxiIso({ efi: "/usr/lib/ipxe/ipxe.efi", elTorito: true });
 const running: Array<{ stop(): Promise<unknown> }> = [];
 let lans: Lan[] = [];
 afterEach(async () => {
@@ -28,9 +28,9 @@ afterEach(async () => {
   for (const l of lans.splice(0)) l.destroy();
 });
 
-/** What each firmware path fetches last: the ESXi loader for its platform. */
-const loaderFetched: Record<FirmwareMode, RegExp> = {
-  bios: /"GET \/esxi\/mboot\.c32" 200 9000/,
+/** What each firmware path fetches last: the ESXi loader for its platform (BIOS: the disc, by sanboot). */
+const loaderFetched: Partial<Record<FirmwareMode, RegExp>> = {
+  bios: /"GET \/esxi\/01-52-54-00-12-34-56\.iso" 206 2048 mac=52:54:00:12:34:56/,
   "uefi-pxe": /"GET \/esxi\/mboot\.efi" 200 \d+/,
   "uefi-http": /"GET \/esxi\/mboot\.efi" 200 \d+/,
 };
@@ -54,7 +54,7 @@ async function boot(mode: FirmwareMode, dhcp: "server" | "proxy" | "auto", net: 
   const qemu: Qemu = bootFirmware(mode, lan.switchNs, "tap0");
   running.push(qemu);
   try {
-    await srv.waitLog(loaderFetched[mode], 150_000);
+    await srv.waitLog(loaderFetched[mode]!, 150_000);
     // The iPXE script, with the per-MAC boot.cfg URL, went to this MAC (for UEFI HTTP boot the ipxe.efi
     // standing in for mboot.efi asks for it after it started).
     await srv.waitLog(new RegExp(`"GET /boot\\.ipxe" 200 \\d+ mac=${CLIENT_MAC}`), 100_000);
@@ -69,7 +69,7 @@ async function boot(mode: FirmwareMode, dhcp: "server" | "proxy" | "auto", net: 
 }
 
 describe("real firmware, netboot as the link's DHCP server", () => {
-  test("SeaBIOS + iPXE ROM: DHCP → /boot.ipxe → mboot.c32 with the per-MAC boot.cfg", async () => {
+  test("SeaBIOS + iPXE ROM: DHCP → /boot.ipxe → sanboot of the per-MAC disc image", async () => {
     const log = await boot("bios", "server", 221);
     expect(log).toMatch(/DISCOVER → OFFER 10\.221\.0\.\d+, boot http:\/\/10\.221\.0\.1\/boot\.ipxe/);
   }, 240_000);

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ROUTES, walkRoute } from "../../src/demo/routes.ts";
 import { openTree } from "../../src/files/open.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { startTestApp, type TestApp } from "../helpers/app.ts";
@@ -18,7 +19,7 @@ import { requireTool, run, sha256, tempDir, xorrisoListing, type TreeEntry } fro
 
 for (const t of ["xorriso", "zip", "unzip", "nginx", "curl"]) requireTool(t);
 
-const iso = makeEsxiIso({ bigBytes: 3 * 1024 * 1024 + 12345 }); // BIG.V00 spans several 1 MiB URL blocks
+const iso = makeEsxiIso({ bigBytes: 3 * 1024 * 1024 + 12345, elTorito: true }); // BIG.V00 spans several 1 MiB URL blocks
 const listing = xorrisoListing(iso);
 const files = [...listing].filter(([, e]) => e.type === "file") as Array<[string, TreeEntry]>;
 const mac = "01-aa-bb-cc-dd-ee-ff";
@@ -150,6 +151,16 @@ describe("every source serves the same image", () => {
         expect(await p.exited).toBe(0);
         expect(sha256(readFileSync(out))).toBe(listing.get("/K.B00")!.sha256!);
       });
+
+      test("every route, walked as ESXi's loader walks it (the BIOS disc where the source is an ISO)", async () => {
+        const image = app.images[0]!;
+        const routes = ROUTES.filter((r) => r !== "bios" || image.tree.disc?.bootable);
+        expect(routes.includes("bios")).toBe(!/tree/.test(kind));
+        for (const route of routes) {
+          const r = await walkRoute(route, { base: app.httpBase, tftp: { address: "127.0.0.1", port: app.tftp!.port }, image, mac: "aa:bb:cc:dd:ee:ff" });
+          expect({ route, failed: r.steps.filter((x) => !x.ok).map((x) => `${x.request} ${x.path}: ${x.problem}`) }).toEqual({ route, failed: [] });
+        }
+      }, 60_000);
 
       test("the per-MAC boot.cfg is rewritten the same way", async () => {
         const res = await fetch(app.url(`/esxi/efi/boot/${mac}/boot.cfg`));

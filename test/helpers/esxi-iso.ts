@@ -25,6 +25,10 @@ export interface EsxiIsoOptions {
   /** Add BIG.V00 of this many bytes (block-number rollover needs > 32 MiB at blksize 512). */
   bigBytes?: number;
   extra?: Record<string, string | Uint8Array>;
+  /** A Joliet tree beside the primary one. */
+  joliet?: boolean;
+  /** An El Torito boot record (ISOLINUX.BIN, BOOT.CAT) as the real ISO has; ISOLINUX.BIN is filler unless given. */
+  elTorito?: boolean | { isolinux: string };
 }
 
 const built = new Map<string, string>();
@@ -54,7 +58,15 @@ export function makeEsxiIso(opts: EsxiIsoOptions = {}): string {
   if (opts.bigBytes) put("BIG.V00", pseudoRandom(opts.bigBytes, 5));
   for (const [p, d] of Object.entries(opts.extra ?? {})) put(p, d);
   const iso = join(dir, "esxi.iso");
-  run("xorriso", ["-as", "mkisofs", "--norock", "-V", "ESXI-TEST", "-o", iso, src], { stdio: ["ignore", "ignore", "pipe"] });
+  const flags = ["--norock", "-V", "ESXI-TEST"];
+  if (opts.joliet) flags.push("-J");
+  if (opts.elTorito) {
+    if (typeof opts.elTorito === "object") copyFileSync(opts.elTorito.isolinux, join(src, "ISOLINUX.BIN"));
+    else put("ISOLINUX.BIN", pseudoRandom(2048, 97));
+    flags.push("-b", "ISOLINUX.BIN", "-c", "BOOT.CAT", "-no-emul-boot", "-boot-load-size", "4");
+    if (typeof opts.elTorito === "object") flags.push("-boot-info-table");
+  }
+  run("xorriso", ["-as", "mkisofs", ...flags, "-o", iso, src], { stdio: ["ignore", "ignore", "pipe"] });
   built.set(key, iso);
   return iso;
 }
