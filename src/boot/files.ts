@@ -82,7 +82,15 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
     if (!esxi) return undefined;
     const original: BootCfg | undefined = flavour === "efi" ? (esxi.efiCfg ?? esxi.biosCfg) : (esxi.biosCfg ?? esxi.efiCfg);
     if (!original) return undefined;
-    const opts = rewriteFor(route, { imageUrl: imageUrl(image), imageName: image.name, ks: kickstartUrl(image, mac), mac, ...config });
+    const opts = rewriteFor(route, {
+      imageUrl: imageUrl(image),
+      imageName: image.name,
+      ks: kickstartUrl(image, mac),
+      mac,
+      keepCdromBoot: config.keepCdromBoot,
+      extraKernelopt: config.extraKernelopt,
+      tftpBlksize: config.tftpBlksize,
+    });
     return serializeBootCfg(rewriteBootCfg(original, opts));
   };
 

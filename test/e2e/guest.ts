@@ -7,9 +7,8 @@
  *    Secure Boot variant (OVMF_CODE_4M.snakeoil.fd, whose db holds that key) runs it.
  *  - kernel.elf: a Multiboot test kernel (guest/kernel.c, gcc -m32) for the BIOS route.
  */
-import { copyFileSync, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { fnv1a } from "../../src/files/tree.ts";
 import { run, tempDir } from "../helpers/tools.ts";
 
 const here = join(import.meta.dir, "guest");
@@ -56,11 +55,4 @@ export interface GuestModule {
 
 export function parseModules(serial: string): GuestModule[] {
   return [...serial.matchAll(/^module (\d+) size=(\d+) fnv=([0-9a-fA-F]{8}) name=(\S+)/gm)].map((m) => ({ index: Number(m[1]), size: Number(m[2]), fnv: m[3]!.toLowerCase(), name: m[4]! }));
-}
-
-export const fnvOf = (b: Uint8Array) => fnv1a(b);
-
-export function copyTo(src: string, dst: string): string {
-  copyFileSync(src, dst);
-  return dst;
 }
