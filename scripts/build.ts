@@ -12,6 +12,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { BunPlugin } from "bun";
+import { adhocSign, verifySignature } from "./macho-sign.ts";
 
 const root = join(import.meta.dir, "..");
 const dist = join(root, "dist");
@@ -63,7 +64,22 @@ for (const t of targets) {
     plugins: [ipxePlugin],
   });
   await check(r, out);
-  console.log(`  ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB, iPXE: ${ipxeFiles.join(", ") || "none"})`);
+  let signature = "";
+  if (t.startsWith("darwin")) {
+    // macOS kills a binary whose signature does not cover it: Bun leaves darwin-x64 with its own runtime
+    // signature, whose code limit stops short of the embedded program (scripts/macho-sign.ts).
+    const bytes = new Uint8Array(readFileSync(out));
+    const before = verifySignature(bytes);
+    if (before.ok) signature = `, signature valid (${before.cd.identifier}, ad hoc)`;
+    else {
+      const signed = adhocSign(bytes, "netboot");
+      const after = verifySignature(signed);
+      if (!after.ok) throw new Error(`${out}: re-signing failed: ${after.problems.join("; ")}`);
+      writeFileSync(out, signed);
+      signature = `, re-signed ad hoc (Bun's signature: ${before.problems.join("; ")})`;
+    }
+  }
+  console.log(`  ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB, iPXE: ${ipxeFiles.join(", ") || "none"}${signature})`);
 }
 
 if (!flag("--no-node")) {

@@ -6,6 +6,7 @@ import { bun, cli, freePort, repo, waitFor } from "./helpers/cli.ts";
 import { sampleIso } from "./helpers/app.ts";
 import { requireTool, sha256, tempDir } from "./helpers/tools.ts";
 import { readFileSync } from "node:fs";
+import { adhocSign, readCodeDirectory, verifySignature } from "../scripts/macho-sign.ts";
 
 /** Serves the sample with `argv`, fetches B.B00 by TFTP (tftp-hpa) and by HTTP, returns the log. */
 async function serveAndFetch(argv: string[]): Promise<string> {
@@ -52,6 +53,21 @@ describe("build", () => {
     }
     expect(existsSync(join(repo, "dist/node/main.js"))).toBe(true);
   }, 600_000);
+
+  test("darwin binaries: a code signature macOS accepts (every page hash, the code limit at the signature)", () => {
+    for (const t of ["darwin-x64", "darwin-arm64"]) {
+      const file = new Uint8Array(readFileSync(join(repo, "dist", `netboot-${t}`)));
+      const r = verifySignature(file);
+      expect({ t, problems: r.problems }).toEqual({ t, problems: [] });
+      // Ad hoc and linker-style, no hardened runtime (which would need Bun's JIT entitlements).
+      expect({ t, flags: r.cd.flags }).toEqual({ t, flags: 0x20002 });
+      expect(r.cd.pageSize).toBe(4096);
+    }
+    // Bun's own arm64 signature is the peer: our signer, given the same identifier, writes it byte for byte.
+    const arm64 = new Uint8Array(readFileSync(join(repo, "dist", "netboot-darwin-arm64")));
+    const cd = readCodeDirectory(arm64);
+    expect(Buffer.from(adhocSign(arm64, cd.identifier)).equals(Buffer.from(arm64))).toBe(true);
+  });
 
   test("host binary: --version and the demo (serves the sample image, walks it)", async () => {
     const exe = join(repo, "dist", `netboot-${host}`);
