@@ -28,6 +28,7 @@ import type { Logger } from "./log.ts";
 import { interfaceAddress, listIPv4 } from "./net/interfaces.ts";
 import { openSignedLoaderMemory } from "./hosts/signed-loader.ts";
 import { Neighbors } from "./net/neighbors.ts";
+import { platformMaxBlksize } from "./tftp/negotiate.ts";
 import { startTftpServer, type TftpClientInfo, type TftpServerHandle, type TransferEvent } from "./tftp/server.ts";
 import { formatIPv4, inSubnet, parseIPv4, subnetOf } from "./wire/ipv4.ts";
 import { parseMac } from "./wire/mac.ts";
@@ -136,7 +137,7 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
       keepCdromBoot: config.boot.keepCdromBoot,
       extraKernelopt: config.boot.extraKernelopt,
       ipxe: ipxe.files,
-      tftpBlksize: config.tftp.enabled ? Math.min(config.tftp.maxBlksize, BOOTCFG_TFTP_BLKSIZE) : undefined,
+      tftpBlksize: config.tftp.enabled ? Math.min(config.tftp.maxBlksize, BOOTCFG_TFTP_BLKSIZE, platformMaxBlksize(process.platform)) : undefined,
     });
     app = createHttpApp({ files, macForAddress: (a) => neighbors.lookup(a) });
     log.info(`HTTP on ${config.bind}:${http.port}; clients use ${base}/${image.name}/`);

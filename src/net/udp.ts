@@ -19,6 +19,33 @@ export interface UdpSocket {
 
 export type UdpHandler = (data: Uint8Array, address: string, port: number) => void;
 
+/**
+ * A datagram the kernel refused for a reason that will not go away by retrying (EMSGSIZE: larger than the
+ * socket may send, 9,216 bytes by default on macOS; EHOSTUNREACH; ENETDOWN…). Transient refusals (ENOBUFS:
+ * the interface pushed back, which macOS reports on connected sockets; EAGAIN) are not errors: the send
+ * reports "not sent" and the protocol's retransmission covers it.
+ */
+export class UdpSendError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const TRANSIENT = new Set(["ENOBUFS", "EAGAIN", "EWOULDBLOCK", "EINTR"]);
+
+/** Runs a send; transient refusals count as not sent, anything else becomes a UdpSendError. */
+export function guardSend<T>(send: () => T, notSent: T): T {
+  try {
+    return send();
+  } catch (err) {
+    const code = String((err as { code?: unknown }).code ?? "");
+    if (TRANSIENT.has(code)) return notSent;
+    throw new UdpSendError(code || "ESEND", (err as Error).message ?? String(err));
+  }
+}
+
 export interface UdpOptions {
   address: string;
   port: number;
@@ -33,6 +60,13 @@ export interface UdpOptions {
   connect?: { address: string; port: number };
   /** The socket can take datagrams again after a send returned false / short. */
   onDrain?: () => void;
+  /** A message handler threw: the socket goes on (a throw inside a Bun UDP handler would end the process). */
+  onHandlerError?: (err: unknown) => void;
+  /**
+   * The kernel reported an error on the socket: ECONNREFUSED on a connected socket is an ICMP "port
+   * unreachable" from a peer that went away. Without a handler Bun raises it as an uncaught error.
+   */
+  onSocketError?: (err: Error & { code?: string }) => void;
 }
 
 export async function openUdp(opts: UdpOptions): Promise<UdpSocket> {
@@ -63,13 +97,30 @@ function udpError(err: unknown, opts: UdpOptions): ServiceError {
   return new ServiceError(`E_${opts.service}_LISTEN`, `cannot open ${opts.service} socket on ${opts.address}:${opts.port}: ${msg}`, undefined, { cause: err });
 }
 
+/** The handler, so that nothing it throws leaves the socket's callback. */
+function safeHandler(opts: UdpOptions): UdpHandler {
+  return (data, address, port) => {
+    try {
+      opts.onMessage(data, address, port);
+    } catch (err) {
+      opts.onHandlerError?.(err);
+    }
+  };
+}
+
 async function openBun(opts: UdpOptions): Promise<UdpSocket> {
+  const onMessage = safeHandler(opts);
   const handlers = {
     data(_sock: unknown, buf: Uint8Array, port: number, addr: string) {
-      opts.onMessage(buf, addr, port);
+      onMessage(buf, addr, port);
     },
     drain() {
       opts.onDrain?.();
+    },
+    // Bun passes the error alone or after the socket, depending on the version: take whichever is one.
+    error(...args: unknown[]) {
+      const err = args.find((a) => a instanceof Error) as Error | undefined;
+      opts.onSocketError?.(err ?? new Error(String(args[0])));
     },
   };
   if (opts.connect) {
@@ -84,8 +135,8 @@ async function openBun(opts: UdpOptions): Promise<UdpSocket> {
       address: opts.address,
       port: c.port,
       fd: (c as unknown as { fd?: number }).fd,
-      send: (data) => c.send(data),
-      sendMany: (packets) => (packets.length === 1 ? (c.send(packets[0]!) ? 1 : 0) : c.sendMany(packets)),
+      send: (data) => guardSend(() => c.send(data), false),
+      sendMany: (packets) => guardSend(() => (packets.length === 1 ? (c.send(packets[0]!) ? 1 : 0) : c.sendMany(packets)), 0),
       setBroadcast: (on) => void c.setBroadcast(on),
       close: () => c.close(),
     };
@@ -95,12 +146,12 @@ async function openBun(opts: UdpOptions): Promise<UdpSocket> {
     address: opts.address,
     port: s.port,
     fd: (s as unknown as { fd?: number }).fd,
-    send: (data, port, address) => s.send(data, port, address),
+    send: (data, port, address) => guardSend(() => s.send(data, port, address), false),
     sendMany(packets, port, address) {
-      if (packets.length === 1) return s.send(packets[0]!, port, address) ? 1 : 0;
+      if (packets.length === 1) return guardSend(() => (s.send(packets[0]!, port, address) ? 1 : 0), 0);
       const args: Array<Uint8Array | number | string> = [];
       for (const p of packets) args.push(p, port, address);
-      return s.sendMany(args as never);
+      return guardSend(() => s.sendMany(args as never), 0);
     },
     setBroadcast: (on) => void s.setBroadcast(on),
     close: () => s.close(),
@@ -110,7 +161,8 @@ async function openBun(opts: UdpOptions): Promise<UdpSocket> {
 async function openNode(opts: UdpOptions): Promise<UdpSocket> {
   const dgram = await import("node:dgram");
   const s = dgram.createSocket({ type: "udp4", reuseAddr: opts.reuseAddr ?? false });
-  s.on("message", (msg, rinfo) => opts.onMessage(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), rinfo.address, rinfo.port));
+  const onMessage = safeHandler(opts);
+  s.on("message", (msg, rinfo) => onMessage(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), rinfo.address, rinfo.port));
   await new Promise<void>((resolve, reject) => {
     s.once("error", reject);
     s.bind(opts.port, opts.address, () => {
@@ -119,15 +171,16 @@ async function openNode(opts: UdpOptions): Promise<UdpSocket> {
     });
   });
   // Send errors (ICMP unreachable reported on the next call, etc.) must not kill the server.
-  s.on("error", () => {});
+  s.on("error", (err) => opts.onSocketError?.(err));
   const connected = opts.connect;
   if (connected) await new Promise<void>((resolve) => s.connect(connected.port, connected.address, () => resolve()));
   // node:dgram queues datagrams itself and copies them when queued, so a reused buffer is safe.
-  const send = (data: Uint8Array, port: number, address: string) => {
-    if (connected) s.send(Buffer.from(data));
-    else s.send(Buffer.from(data), port, address);
-    return true;
-  };
+  const send = (data: Uint8Array, port: number, address: string) =>
+    guardSend(() => {
+      if (connected) s.send(Buffer.from(data));
+      else s.send(Buffer.from(data), port, address);
+      return true;
+    }, false);
   return {
     address: opts.address,
     port: s.address().port,

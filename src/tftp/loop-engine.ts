@@ -3,14 +3,15 @@
  * lazily re-armed timer. Runs on Bun and Node; blocks come from the whole file in memory or from read-ahead
  * chunks (bounded per transfer).
  */
-import { openUdp, type UdpSocket } from "../net/udp.ts";
+import { openUdp, UdpSendError, type UdpSocket } from "../net/udp.ts";
 import { ErrorCode, Opcode } from "./constants.ts";
 import { refusalReason, type TransferEngine, type TransferEvent, type TransferSpec } from "./engine.ts";
 import { decodeTftpPacket, encodeTftpPacket, errorPacket } from "./packet.ts";
 import { Rto } from "./rto.ts";
 import { Step, TransferState, wireBlock } from "./transfer.ts";
 
-export function createLoopEngine(runtime?: "bun" | "node"): TransferEngine {
+/** `open` is the socket factory (tests hand in sockets whose sends fail). */
+export function createLoopEngine(runtime?: "bun" | "node", open: typeof openUdp = openUdp): TransferEngine {
   const live = new Set<LoopTransfer>();
   return {
     name: "event-loop",
@@ -21,7 +22,7 @@ export function createLoopEngine(runtime?: "bun" | "node"): TransferEngine {
       let t: LoopTransfer | undefined;
       // Connected to the client: the kernel keeps other senders out (RFC 1350 §4's "unknown TID" never
       // reaches the transfer) and each send skips the route lookup.
-      const sock = await openUdp({
+      const sock = await open({
         address: spec.host,
         port: 0,
         service: "TFTP",
@@ -29,6 +30,9 @@ export function createLoopEngine(runtime?: "bun" | "node"): TransferEngine {
         connect: { address: spec.client.address, port: spec.client.port },
         onMessage: (d, a, p) => t?.onPacket(d, a, p),
         onDrain: () => t?.onDrain(),
+        onHandlerError: (err) => t?.abort(`internal error: ${(err as Error).message}`),
+        // An ICMP "port unreachable" for the client's port: it went away.
+        onSocketError: (err) => t?.gone(err.code === "ECONNREFUSED" ? "the client's port is closed (ICMP port unreachable)" : `socket error: ${err.message}`),
       });
       const transfer = new LoopTransfer(spec, sock, (e) => {
         live.delete(transfer);
@@ -117,6 +121,11 @@ class LoopTransfer {
     this.#fail(reason);
   }
 
+  /** The client cannot be reached: end without sending it anything. */
+  gone(reason: string): void {
+    this.#end("failed", reason);
+  }
+
   // --- internal ---
 
   #do(step: Step, resend = false): void {
@@ -127,7 +136,7 @@ class LoopTransfer {
       case Step.Done:
         return this.#end("sent", undefined);
       case Step.Oack:
-        this.#sock.send(encodeTftpPacket({ op: Opcode.OACK, options: this.#spec.granted.oack }), this.#spec.client.port, this.#spec.client.address);
+        if (!this.#send(() => this.#sock.send(encodeTftpPacket({ op: Opcode.OACK, options: this.#spec.granted.oack }), this.#spec.client.port, this.#spec.client.address))) return;
         this.#armed(resend);
         return;
       case Step.Send:
@@ -165,8 +174,21 @@ class LoopTransfer {
 
   #sendPackets(packets: Uint8Array[]): void {
     const { port, address } = this.#spec.client;
-    const n = packets.length === 1 ? (this.#sock.send(packets[0]!, port, address) ? 1 : 0) : this.#sock.sendMany(packets, port, address);
+    let n = 0;
+    if (!this.#send(() => (n = packets.length === 1 ? (this.#sock.send(packets[0]!, port, address) ? 1 : 0) : this.#sock.sendMany(packets, port, address)))) return;
     if (n < packets.length) this.#unsent = packets.slice(Math.max(0, n));
+  }
+
+  /** A send the kernel refuses for good (EMSGSIZE…) ends this transfer, and only this one. */
+  #send(fn: () => unknown): boolean {
+    try {
+      fn();
+      return true;
+    } catch (err) {
+      if (!(err instanceof UdpSendError)) throw err;
+      this.#end("failed", `send failed: ${err.code} (${err.message})`);
+      return false;
+    }
   }
 
   /** Arms the retransmission timer: one setTimeout re-armed lazily against the deadline (no clear/set per block). */
@@ -281,7 +303,11 @@ class LoopTransfer {
 
   #fail(reason: string): void {
     if (this.#ended) return;
-    this.#sock.send(errorPacket(ErrorCode.Undefined, reason.startsWith("read failed") ? "read error" : reason), this.#spec.client.port, this.#spec.client.address);
+    try {
+      this.#sock.send(errorPacket(ErrorCode.Undefined, reason.startsWith("read failed") ? "read error" : reason), this.#spec.client.port, this.#spec.client.address);
+    } catch {
+      // The client is told if the kernel lets us; the transfer ends either way.
+    }
     this.#end("failed", reason);
   }
 

@@ -10,6 +10,17 @@ export interface Granted {
   oack: Map<string, string>;
 }
 
+/**
+ * The largest blksize this platform's UDP sockets can send: macOS caps a datagram at 9,216 bytes by default
+ * (xnu bsd/netinet/udp_usrreq.c, udp_sendspace; a larger send fails with EMSGSIZE), which leaves 9,212
+ * after TFTP's 4-byte header. Linux sends up to the RFC 2348 maximum.
+ */
+export function platformMaxBlksize(platform: string): number {
+  return platform === "darwin" ? DARWIN_MAX_DATAGRAM - 4 : MAX_BLKSIZE;
+}
+
+const DARWIN_MAX_DATAGRAM = 9216;
+
 export interface Limits {
   /** --tftp-max-blksize, and lower for clients known to need it (Mac firmware: 1460). */
   maxBlksize: number;

@@ -17,7 +17,7 @@ import { ErrorCode, MAX_BLKSIZE, Opcode } from "./constants.ts";
 import { transferLine, type TransferEngine, type TransferEvent, type TransferSpec } from "./engine.ts";
 import { createLoopEngine } from "./loop-engine.ts";
 import { toNetascii } from "./netascii.ts";
-import { negotiate } from "./negotiate.ts";
+import { negotiate, platformMaxBlksize } from "./negotiate.ts";
 import { decodeTftpPacket, errorPacket } from "./packet.ts";
 import { DEFAULT_TIMING, type TftpTiming } from "./rto.ts";
 
@@ -46,6 +46,10 @@ export interface TftpServerOptions {
   /** "auto" (default): the worker engine where it runs (Linux, Bun), else the event loop. */
   engine?: "auto" | "event-loop" | "worker";
   onTransfer?: (e: TransferEvent) => void;
+  /** The OS whose socket limits apply (tests); process.platform by default. */
+  platform?: string;
+  /** Socket factory for the event-loop engine (tests hand in sockets whose sends fail). */
+  openSocket?: typeof openUdp;
 }
 
 export interface TftpServerHandle {
@@ -62,7 +66,7 @@ const MAX_NETASCII = 16 * 1024 * 1024;
 export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServerHandle> {
   const maxTransfers = opts.maxTransfers ?? 512;
   const timing = { ...DEFAULT_TIMING, ...opts.timing };
-  const loop = createLoopEngine(opts.runtime);
+  const loop = createLoopEngine(opts.runtime, opts.openSocket);
   const fast = await pickFastEngine(opts);
   let closed = false;
 
@@ -76,6 +80,7 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
       if (closed) return;
       void onRequest(data, address, port).catch((err) => opts.log.warn(`request from ${address}:${port} failed: ${(err as Error).message}`));
     },
+    onHandlerError: (err) => opts.log.warn(`TFTP request handler failed: ${(err as Error).message}`),
   });
 
   async function onRequest(raw: Uint8Array, address: string, port: number): Promise<void> {
@@ -125,7 +130,7 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
       if (cached) bytes = await cached;
     }
     const granted = negotiate(pkt.options, data.size, {
-      maxBlksize: Math.min(opts.maxBlksize ?? MAX_BLKSIZE, info?.maxBlksize ?? MAX_BLKSIZE),
+      maxBlksize: Math.min(opts.maxBlksize ?? MAX_BLKSIZE, info?.maxBlksize ?? MAX_BLKSIZE, platformMaxBlksize(opts.platform ?? process.platform)),
       maxWindowsize: opts.maxWindowsize,
     });
     const spec: TransferSpec = { client: { address, port }, host: opts.host, file: pkt.filename, data, bytes, granted, timing, mac: resolved.mac ?? info?.mac };
@@ -194,6 +199,10 @@ async function pickFastEngine(opts: TftpServerOptions): Promise<FastEngine | und
 /** Errors for a request go out from a fresh port (a new TID), as a transfer would. */
 async function replyOnce(opts: TftpServerOptions, address: string, port: number, packet: Uint8Array): Promise<void> {
   const s = await openUdp({ address: opts.host, port: 0, service: "TFTP", runtime: opts.runtime, onMessage: () => {} });
-  s.send(packet, port, address);
+  try {
+    s.send(packet, port, address);
+  } catch (err) {
+    opts.log.debug(`error reply to ${address}:${port} not sent: ${(err as Error).message}`);
+  }
   setTimeout(() => s.close(), 200);
 }
