@@ -56,9 +56,10 @@ async function check(result: Awaited<ReturnType<typeof Bun.build>>, what: string
 
 for (const t of targets) {
   const out = join(dist, `netboot-${t}`);
-  // The TFTP worker thread is a second entry point: Bun bundles workers only when they are listed.
+  // The worker threads (TFTP blocks, the DHCP interface filter) are entry points too: Bun bundles workers
+  // only when they are listed.
   const r = await Bun.build({
-    entrypoints: [join(root, "src/main.ts"), join(root, "src/tftp/ffi-worker.ts")],
+    entrypoints: [join(root, "src/main.ts"), join(root, "src/tftp/ffi-worker.ts"), join(root, "src/net/recvif-worker.ts")],
     compile: { target: `bun-${t}` as never, outfile: out },
     minify: { syntax: true },
     plugins: [ipxePlugin],

@@ -255,6 +255,7 @@ export async function startApp(config: ServeConfig, log: Logger, hooks: AppHooks
         log: log.child("dhcp"),
         runtime: hooks.udpRuntime,
         transmit: hooks.dhcpTransmit,
+        allowUnfiltered: config.dhcp.force || listIPv4().filter((a) => !a.address.startsWith("127.")).length <= 1,
         onExchange: (e) => {
           if (e.from && !e.from.startsWith("0.0.0.0")) neighbors.learn(e.from.split(":")[0]!, e.mac);
           hooks.onDhcpExchange?.(e);

@@ -40,7 +40,7 @@ export const serveArgs = {
   "ipxe-dir": { type: "string", description: "Directory with undionly.kpxe, snponly.efi, ipxe.efi (default: built in, or /usr/lib/ipxe)", valueHint: "DIR" },
   tftp: { type: "boolean", default: true, description: "Serve TFTP (the same files as HTTP)", negativeDescription: "Do not serve TFTP" },
   "tftp-port": { type: "string", default: "69", description: "TFTP port", valueHint: "N" },
-  "tftp-max-blksize": { type: "string", default: "65464", description: "Largest TFTP blksize granted (RFC 2348)", valueHint: "N" },
+  "tftp-max-blksize": { type: "string", default: "65464", description: "Largest TFTP blksize granted (RFC 2348; at most 9212 on macOS, whose UDP datagrams stop at 9216 bytes)", valueHint: "N" },
   "tftp-max-windowsize": { type: "string", default: "64", description: "Largest TFTP windowsize granted (RFC 7440)", valueHint: "N" },
   "cache-mem": { type: "string", default: "512", description: "MiB of memory for hot files (whole files up to a quarter of it; 0: off)", valueHint: "MIB" },
   ...logArgs,

@@ -3,6 +3,7 @@
  * collect the OFFERs. Used by --dhcp auto (proxy beside a server, full server on an empty link) and to
  * refuse --dhcp server where one already answers.
  */
+import { ServiceError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { bindSocketToDevice } from "../net/device.ts";
 import { openUdp } from "../net/udp.ts";
@@ -42,7 +43,12 @@ export async function probeDhcpServers(opts: { iface: string; mac: Mac; ownIp: n
     });
   } catch (err) {
     // Port 68 is taken when a DHCP client runs on this machine: then this link has a DHCP server.
-    return { servers: [], uncertain: `cannot listen on port ${opts.clientPort ?? DHCP_CLIENT_PORT} (${(err as Error).message}); a DHCP client on this machine suggests a DHCP server on the link` };
+    const why = `cannot listen on port ${opts.clientPort ?? DHCP_CLIENT_PORT} (${(err as Error).message})`;
+    if (process.platform === "darwin") {
+      // macOS's own DHCP client holds *:68 whenever any network service is set to "Using DHCP".
+      return { servers: [], uncertain: `${why}: macOS's DHCP client holds it (a network service is set to "Using DHCP"), which says nothing about ${opts.iface}; for a cable with no DHCP server on it, give ${opts.iface} a manual address (networksetup -setmanual "<service>" IP MASK) or pass --dhcp server` };
+    }
+    return { servers: [], uncertain: `${why}; a DHCP client on this machine suggests a DHCP server on the link` };
   }
   try {
     const b = await bindSocketToDevice(sock.fd, opts.iface);
@@ -61,11 +67,33 @@ export async function probeDhcpServers(opts: { iface: string; mac: Mac; ownIp: n
     // A DISCOVER every second, as DHCP clients retry, until the deadline or the first OFFER: one packet
     // lost on a busy link must not decide the mode, and servers may be slow to offer (dnsmasq pings 3 s).
     while (Date.now() < deadline && servers.size === 0) {
-      sock.send(bytes, opts.serverPort ?? DHCP_SERVER_PORT, "255.255.255.255");
+      try {
+        sock.send(bytes, opts.serverPort ?? DHCP_SERVER_PORT, "255.255.255.255");
+      } catch (err) {
+        throw broadcastError(err, opts.iface);
+      }
       await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(0, deadline - Date.now()))));
     }
     return { servers: [...servers], uncertain: undefined };
   } finally {
     sock.close();
   }
+}
+
+/**
+ * A broadcast the kernel will not send: on macOS an address set by hand with ifconfig has no scoped
+ * 255.255.255.255 route (configd adds one per network service), so the send fails with EHOSTUNREACH.
+ */
+export function broadcastError(err: unknown, iface: string): ServiceError {
+  const code = String((err as { code?: unknown }).code ?? "");
+  if (code === "EHOSTUNREACH" || code === "ENETUNREACH") {
+    return new ServiceError(
+      "E_DHCP_BROADCAST",
+      `cannot broadcast on ${iface} (${code}): no route for 255.255.255.255 there`,
+      process.platform === "darwin"
+        ? `on macOS give ${iface} its address through its network service, not ifconfig: networksetup -setmanual "<service>" IP MASK (networksetup -listallhardwareports names the service)`
+        : `give ${iface} an address and bring it up (ip addr add …; ip link set ${iface} up)`,
+    );
+  }
+  return new ServiceError("E_DHCP_BROADCAST", `cannot broadcast on ${iface}: ${(err as Error).message}`);
 }

@@ -2,11 +2,13 @@
  * DHCP edge: UDP 67 (and the PXE boot-server port 4011), bound to one interface, decoding requests, asking
  * the responders in order, sending their answers. Malformed packets are dropped and the loop goes on.
  */
+import { ServiceError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { bindSocketToDevice } from "../net/device.ts";
 import { openUdp, type UdpSocket } from "../net/udp.ts";
 import { formatIPv4 } from "../wire/ipv4.ts";
 import { bootClientFromDhcp } from "./client.ts";
+import { broadcastError } from "./probe.ts";
 import { DHCP_SERVER_PORT, Op, Opt, PXE_PORT, messageTypeName } from "./constants.ts";
 import { clientMac, decodeDhcpPacket, encodeDhcpPacket, optU8, type DhcpPacket } from "./packet.ts";
 import type { DhcpRequest, Responder } from "./responders.ts";
@@ -26,6 +28,15 @@ export interface DhcpServerOptions {
   transmit?: TransmitOptions;
   /** Every request and what became of it (events, tests). */
   onExchange?: (e: DhcpExchange) => void;
+  /**
+   * How the sockets keep to --iface: "bound" binds them to it (SO_BINDTODEVICE on Linux, IP_BOUND_IF on
+   * macOS, which restricts only sending there); "filtered" asks every datagram's receiving interface and
+   * drops the others (net/iface-udp.ts). Default: filtered on macOS under Bun, bound elsewhere;
+   * NETBOOT_DHCP_RECEIVE=filtered|bound overrides (the tests run the filtered path on Linux).
+   */
+  receive?: "bound" | "filtered";
+  /** When the interface filter cannot be set up: go on without it (true), or refuse to start. */
+  allowUnfiltered?: boolean;
 }
 
 export interface DhcpExchange {
@@ -50,8 +61,30 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
   const sockets: UdpSocket[] = [];
   const bindings: string[] = [];
 
+  const forced = process.env.NETBOOT_DHCP_RECEIVE;
+  const receive = opts.receive ?? (forced === "filtered" || forced === "bound" ? forced : process.platform === "darwin" && typeof Bun !== "undefined" ? "filtered" : "bound");
   const open = async (port: number, viaPxePort: boolean) => {
     let sock: UdpSocket | undefined = undefined;
+    if (opts.iface && receive === "filtered") {
+      try {
+        const { openInterfaceUdp } = await import("../net/iface-udp.ts");
+        sock = await openInterfaceUdp({ address: host, port, iface: opts.iface, log: opts.log, onMessage: (data, address, sport) => sock && handle(sock, data, address, sport, viaPxePort) });
+        sock.setBroadcast(true);
+        bindings.push(process.platform === "darwin" ? "IP_RECVIF filter, IP_BOUND_IF" : "IP_PKTINFO filter");
+        sockets.push(sock);
+        return sock;
+      } catch (err) {
+        if ((err as { errno?: number }).errno !== undefined && /bind/.test((err as Error).message)) throw udpBindError(err, port, viaPxePort);
+        if (!opts.allowUnfiltered) {
+          throw new ServiceError(
+            "E_DHCP_IFACE_FILTER",
+            `cannot keep DHCP to ${opts.iface}: ${(err as Error).message}; this machine has several interfaces and DHCP would answer all of them`,
+            "pass --force if every link may be answered",
+          );
+        }
+        opts.log.warn(`DHCP socket not filtered to ${opts.iface} (${(err as Error).message}); answering requests from every interface`);
+      }
+    }
     sock = await openUdp({
       address: host,
       port,
@@ -102,7 +135,8 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
         try {
           sock.send(encodeDhcpPacket(a.packet), to.port, to.address);
         } catch (err) {
-          opts.log.warn(`could not send to ${to.address}:${to.port}: ${(err as Error).message}`);
+          const b = to.address === "255.255.255.255" ? broadcastError(err, opts.iface ?? "the link") : undefined;
+          opts.log.warn(`could not send to ${to.address}:${to.port}: ${b ? `${b.message}; ${b.hint ?? ""}` : (err as Error).message}`);
           continue;
         }
         exchange.answers.push({ packet: a.packet, note: a.note, to: `${to.address}:${to.port}` });
@@ -132,4 +166,15 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
       for (const s of sockets) s.close();
     },
   };
+}
+
+/** A port the filtered socket could not bind: the same words as for the plain socket. */
+function udpBindError(err: unknown, port: number, viaPxePort: boolean): ServiceError {
+  const errno = (err as { errno?: number }).errno;
+  const inUse = errno === 48 || errno === 98; // EADDRINUSE: darwin, Linux
+  const denied = errno === 13 || errno === 1; // EACCES, EPERM
+  const flag = viaPxePort ? "" : " (or --dhcp-port N)";
+  if (inUse) return new ServiceError("E_DHCP_PORT_IN_USE", `DHCP port ${port} is already in use`, `stop the other server${flag}${process.platform === "darwin" ? "; on macOS, Internet Sharing runs bootpd (System Settings > General > Sharing)" : ""}`);
+  if (denied) return new ServiceError("E_DHCP_PORT_DENIED", `no permission to use DHCP port ${port}`, `run with sudo${flag}`);
+  return new ServiceError("E_DHCP_LISTEN", `cannot open DHCP socket on port ${port}: ${(err as Error).message}`);
 }

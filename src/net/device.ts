@@ -16,19 +16,13 @@ export async function bindSocketToDevice(fd: number | undefined, iface: string):
       return { ok: true, how: "SO_BINDTODEVICE" };
     }
     if (process.platform === "darwin") {
-      const { dlopen } = await import("bun:ffi");
-      const sys = dlopen("libSystem.B.dylib", {
-        if_nametoindex: { args: ["ptr"], returns: "u32" },
-        setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
-      }).symbols;
-      const name = new TextEncoder().encode(iface + "\0");
-      const index = sys.if_nametoindex(name);
+      // IP_BOUND_IF restricts only what the socket sends (see net/recvif.ts for receiving).
+      const { openSocketLib } = await import("./recvif-ffi.ts");
+      const lib = openSocketLib("darwin");
+      const index = lib.ifindex(iface);
       if (!index) return { ok: false, why: `no interface ${iface}` };
-      const value = new Int32Array(new ArrayBuffer(4));
-      value[0] = index;
-      // IPPROTO_IP = 0, IP_BOUND_IF = 25 (netinet/in.h)
-      if (sys.setsockopt(fd, 0, 25, value, 4) !== 0) return { ok: false, why: "setsockopt(IP_BOUND_IF) failed" };
-      return { ok: true, how: "IP_BOUND_IF" };
+      if (!lib.setInt(fd, lib.layout.constants.IPPROTO_IP, lib.layout.constants.BOUND_IF, index)) return { ok: false, why: `setsockopt(IP_BOUND_IF) failed (errno ${lib.errno()})` };
+      return { ok: true, how: "IP_BOUND_IF (sending only)" };
     }
     return { ok: false, why: `binding to an interface is not implemented on ${process.platform}` };
   } catch (err) {

@@ -1,10 +1,13 @@
 /**
  * Which MAC is behind a client address: learned from our own DHCP traffic, else read from the kernel's ARP
- * table (Linux /proc/net/arp). The iPXE script, TFTP and HTTP use it to treat a client by its MAC when the
- * request itself does not carry one.
+ * table (Linux /proc/net/arp; macOS the routing sysctl under Bun, `arp -an` under Node). The iPXE script,
+ * TFTP and HTTP use it to treat a client by its MAC when the request itself does not carry one (in proxy
+ * mode a client that never used port 4011 is known only this way).
  */
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { tryParseMac, type Mac } from "../wire/mac.ts";
+import { parseArpOutput, parseRouteDump } from "./darwin.ts";
 
 export class Neighbors {
   readonly #learned = new Map<string, Mac>();
@@ -19,6 +22,7 @@ export class Neighbors {
 }
 
 function arpLookup(address: string): Mac | undefined {
+  if (process.platform === "darwin") return darwinArp(address);
   if (process.platform !== "linux") return undefined;
   try {
     // "IP address  HW type  Flags  HW address  Mask  Device"
@@ -30,4 +34,33 @@ function arpLookup(address: string): Mac | undefined {
     // no ARP table to read
   }
   return undefined;
+}
+
+/** macOS's ARP table, read at most once a second (a lookup per HTTP or TFTP request must stay cheap). */
+let darwinTable: { at: number; table: Map<string, string> } | undefined;
+
+function darwinArp(address: string): Mac | undefined {
+  const now = Date.now();
+  if (!darwinTable || now - darwinTable.at > 1000 || (!darwinTable.table.has(address) && now - darwinTable.at > 100)) {
+    darwinTable = { at: now, table: readDarwinArp() };
+  }
+  const mac = darwinTable.table.get(address);
+  return mac ? tryParseMac(mac) : undefined;
+}
+
+function readDarwinArp(): Map<string, string> {
+  try {
+    if (typeof Bun !== "undefined") {
+      // Loaded only here, on darwin under Bun: the module throws anywhere else.
+      const { routeDumpLlinfo } = require("./darwin-ffi.ts") as typeof import("./darwin-ffi.ts");
+      return parseRouteDump(routeDumpLlinfo());
+    }
+  } catch {
+    // fall through to arp(8)
+  }
+  try {
+    return parseArpOutput(execFileSync("/usr/sbin/arp", ["-an"], { encoding: "utf8", timeout: 2000 }));
+  } catch {
+    return new Map();
+  }
 }

@@ -89,7 +89,9 @@ function udpError(err: unknown, opts: UdpOptions): ServiceError {
     return new ServiceError(`E_${opts.service}_PORT_DENIED`, `no permission to use ${opts.service} port ${opts.port}`, `run with sudo${flag}`);
   }
   if (code === "EADDRINUSE" || /in use/i.test(msg)) {
-    return new ServiceError(`E_${opts.service}_PORT_IN_USE`, `${opts.service} port ${opts.port} on ${opts.address} is already in use`, `stop the other server${flag}`);
+    // On a Mac, port 67 is launchd's bootpd when Internet Sharing is on (com.apple.bootpd); 69 its tftpd.
+    const mac = process.platform === "darwin" ? (opts.port === 67 ? "; on macOS, Internet Sharing runs bootpd: turn it off in System Settings > General > Sharing" : opts.port === 69 ? "; on macOS: sudo launchctl unload -w /System/Library/LaunchDaemons/tftp.plist" : "") : "";
+    return new ServiceError(`E_${opts.service}_PORT_IN_USE`, `${opts.service} port ${opts.port} on ${opts.address} is already in use`, `stop the other server${flag}${mac}`);
   }
   if (code === "EADDRNOTAVAIL" || /not available|cannot assign/i.test(msg)) {
     return new ServiceError(`E_${opts.service}_ADDRESS`, `cannot use ${opts.address} for ${opts.service}: no such local address`, "pick an address of this machine with --ip / --bind");

@@ -93,6 +93,30 @@ describe("only the chosen link", () => {
   }, 90_000);
 });
 
+describe("only the chosen link, by the receiving interface of each request (macOS's way, run on Linux)", () => {
+  // macOS cannot tie a socket's receiving side to an interface (IP_BOUND_IF restricts only sending): the
+  // DHCP socket asks for each datagram's receiving interface and drops the others (net/iface-udp.ts).
+  // The same worker, with Linux's IP_PKTINFO in place of IP_RECVIF, runs here without SO_BINDTODEVICE.
+  test("a client on the other link gets nothing, its DISCOVERs are dropped, the chosen link's client gets a lease", async () => {
+    const a = createLan(216, [{ name: "srv" }, { name: "cliA", ip: null }]);
+    const b = createLan(217, [{ name: "srv", ns: a.nodes.srv!.ns, ifname: "lan1" }, { name: "cliB", ip: null }]);
+    let srv: Served | undefined;
+    try {
+      srv = await serve([iso, "--iface", "lan0", "--name", "esxi", "--dhcp", "server", "--force", "--state-dir", tempDir(), "--http-port", "8080", "--tftp-port", "6969", "-v"], { ns: a.nodes.srv!.ns, env: { NETBOOT_DHCP_RECEIVE: "filtered" } });
+      expect(srv.log()).toContain("(IP_PKTINFO filter)");
+      expect(srv.log()).not.toContain("SO_BINDTODEVICE");
+      expect(await udhcpc(b, "cliB")).toEqual({});
+      await srv.waitLog(/dropped \d+ datagram\(s\) that came in on interface \d+, not lan0/, 5000);
+      expect((await udhcpc(a, "cliA")).ip).toMatch(/^10\.216\.0\./);
+      expect(srv.log()).not.toMatch(/10\.217\./);
+    } finally {
+      await srv?.stop();
+      b.destroy();
+      a.destroy();
+    }
+  }, 90_000);
+});
+
 describe("relay", () => {
   test("a client behind isc-dhcp-relay gets an address of its own subnet, through the relay", async () => {
     const core = createLan(214, [{ name: "srv" }, { name: "relay" }]); // 10.214.0.1, .2
