@@ -48,13 +48,18 @@ function darwinArp(address: string): Mac | undefined {
   return mac ? tryParseMac(mac) : undefined;
 }
 
+/** The sysctl binding, loaded once on darwin under Bun (a dynamic import: the Node bundle never loads bun:ffi). */
+let darwinFfi: typeof import("./darwin-ffi.ts") | undefined;
+if (process.platform === "darwin" && typeof Bun !== "undefined") {
+  import("./darwin-ffi.ts").then(
+    (m) => (darwinFfi = m),
+    () => {},
+  );
+}
+
 function readDarwinArp(): Map<string, string> {
   try {
-    if (typeof Bun !== "undefined") {
-      // Loaded only here, on darwin under Bun: the module throws anywhere else.
-      const { routeDumpLlinfo } = require("./darwin-ffi.ts") as typeof import("./darwin-ffi.ts");
-      return parseRouteDump(routeDumpLlinfo());
-    }
+    if (darwinFfi) return parseRouteDump(darwinFfi.routeDumpLlinfo());
   } catch {
     // fall through to arp(8)
   }

@@ -188,6 +188,7 @@ async function withSocket<T>(opts: TftpClientOptions, fn: (io: Io) => Promise<T>
   try {
     return await fn(io);
   } finally {
-    sock.close();
+    // node:dgram sends asynchronously: the last packet (an ACK, error 8) leaves before the socket closes.
+    setTimeout(() => sock.close(), 50);
   }
 }
