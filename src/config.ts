@@ -18,11 +18,16 @@ export interface ReservationSpec {
   hostname: string | undefined;
 }
 
-export interface ServeConfig {
-  /** ISO file (later also a directory, URL or zip). */
+export interface ImageSpec {
+  /** ISO file, directory, http(s) URL or zip. */
   source: string;
-  /** Image name in URLs; derived from the source when absent. */
+  /** Name in URLs; derived from the source when absent. */
   name: string | undefined;
+}
+
+export interface ServeConfig {
+  /** Served images, side by side; a host without one of its own boots the first. */
+  images: ImageSpec[];
   /** Address clients are told to use (boot.cfg prefix, DHCP siaddr). */
   ip: string;
   /** Address the HTTP/TFTP sockets listen on. */
@@ -46,6 +51,8 @@ export interface ServeConfig {
     /** How long --dhcp auto/server listen for other servers' offers: dnsmasq pings a new address for 3 s
      *  before its first OFFER (ISC dhcpd 1 s), so this must be longer. */
     probeMs: number;
+    /** Where replies go instead of the broadcast address (tests and benchmarks on loopback). */
+    transmit?: import("./dhcp/transmit.ts").TransmitOptions | undefined;
   };
   /** Apple BSDP for Intel Macs (bsdp/). */
   bsdp: {
@@ -66,7 +73,11 @@ export interface ServeConfig {
     /** --no-ipxe: UEFI PXE clients get the ESXi loader by TFTP directly. */
     disabled: boolean;
   };
-  http: { port: number };
+  http: {
+    port: number;
+    /** Which HTTP server: Bun.serve or node:http (default: Bun.serve under Bun, unless a source is not local). */
+    edge?: "bun" | "node" | undefined;
+  };
   tftp: {
     enabled: boolean;
     port: number;
@@ -74,7 +85,13 @@ export interface ServeConfig {
     maxBlksize: number;
     /** Largest RFC 7440 windowsize granted. */
     maxWindowsize: number;
+    /** "auto": the worker engine on Linux under Bun, the event loop elsewhere. */
+    engine?: "auto" | "event-loop" | "worker" | undefined;
   };
+  /** Which UDP sockets (TFTP, DHCP): Bun's or node:dgram (default: the runtime's own). */
+  udp?: "bun" | "node" | undefined;
+  /** Who may boot, without a lab file: --allow MAC,… lists machines (the rest get no boot answer); --allow-any lets any machine have the kickstart. */
+  hosts: { allow: string[]; allowAny: boolean };
   /** Bytes of hot small files kept in memory (0: none); see files/cache.ts. */
   cacheMem: number;
   boot: {
@@ -90,8 +107,8 @@ export interface ServeConfig {
 /** Every setting's default, in one place. */
 export function defaultConfig(source: string, ip: string): ServeConfig {
   return {
-    source,
-    name: undefined,
+    images: [{ source, name: undefined }],
+    hosts: { allow: [], allowAny: false },
     ip,
     bind: ip,
     iface: undefined,
@@ -117,12 +134,13 @@ export function defaultStateDir(): string {
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
 
-/** Defaults overlaid with what was given, one level of sections deep. */
-export function makeConfig(source: string, ip: string, over: DeepPartial<ServeConfig> = {}): ServeConfig {
+/** Defaults overlaid with what was given, one level of sections deep; `name` names the first image. */
+export function makeConfig(source: string, ip: string, over: DeepPartial<ServeConfig> & { name?: string | undefined } = {}): ServeConfig {
   const base = defaultConfig(source, ip);
+  if (over.name !== undefined) base.images[0]!.name = over.name;
   const out = { ...base } as Record<string, unknown>;
   for (const [k, v] of Object.entries(over)) {
-    if (v === undefined) continue;
+    if (v === undefined || k === "name") continue;
     const b = (base as unknown as Record<string, unknown>)[k];
     out[k] = b && typeof b === "object" && !Array.isArray(b) && typeof v === "object" && !Array.isArray(v) ? { ...b, ...v } : v;
   }
@@ -136,9 +154,11 @@ export function validatePort(n: number, what: string): number {
 }
 
 export function validateServeConfig(c: ServeConfig): ServeConfig {
-  if (!c.source) throw new ConfigError("E_SOURCE", "no image source given (an ESXi ISO file)");
-  if (c.name !== undefined && !isValidImageName(c.name)) {
-    throw new ConfigError("E_NAME", `--name ${JSON.stringify(c.name)}: use letters, digits, ".", "_" and "-" (and not a 01-<mac> name)`);
+  if (c.images.length === 0 || c.images.some((i) => !i.source)) throw new ConfigError("E_SOURCE", "no image source given (an ESXi ISO file, or images: in a lab file)");
+  for (const i of c.images) {
+    if (i.name !== undefined && !isValidImageName(i.name)) {
+      throw new ConfigError("E_NAME", `image name ${JSON.stringify(i.name)} (--name): use letters, digits, ".", "_" and "-" (and not a 01-<mac> name)`);
+    }
   }
   c.ip = formatIPv4(parseIPv4(c.ip, "--ip address"));
   c.bind = formatIPv4(parseIPv4(c.bind, "--bind address"));

@@ -26,20 +26,28 @@ import { macDirName, tryParseMac, type Mac } from "../wire/mac.ts";
 import { rewriteBootCfg, serializeBootCfg, type BootCfg, type RewriteOptions } from "./esxi/bootcfg.ts";
 import type { BootImage } from "./image.ts";
 import { ipxeScript } from "./ipxe.ts";
+import type { BootDecision } from "./types.ts";
 
 export interface BootFilesConfig {
   /** Served images; the first is the default (for the bare 01-<mac>/boot.cfg path). */
   images: readonly BootImage[];
   /** How clients reach our HTTP server: "http://10.0.0.1" or "http://10.0.0.1:8080" (no trailing slash). */
   httpBase: string;
-  /** Kickstart contents; absent when no kickstart is configured. Called per request so edits apply at once. */
-  kickstart?: ((mac: Mac | undefined, image: BootImage) => Promise<Uint8Array>) | undefined;
+  /**
+   * The kickstart for this MAC, rendered for it, or why it is refused (not armed, asked from an address
+   * that is not the host's): a 403. Absent when no machine has one.
+   */
+  kickstart?: ((mac: Mac | undefined, image: BootImage, client: ClientHint) => Promise<Uint8Array | { refused: string }>) | undefined;
+  /** Whether this MAC's boot.cfg names its kickstart (it is armed and has one). Without it, every MAC's does. */
+  hasKickstart?: ((mac: Mac | undefined) => boolean) | undefined;
+  /** The policy's answer for an iPXE client with this MAC: what /boot.ipxe says to it. */
+  ipxeDecision?: ((mac: Mac | undefined) => BootDecision) | undefined;
+  /** The image a MAC boots (for the bare 01-<mac>/boot.cfg and the iPXE script); else the first. */
+  imageFor?: ((mac: Mac | undefined) => BootImage | undefined) | undefined;
   keepCdromBoot?: boolean;
   extraKernelopt?: string | undefined;
   /** iPXE binaries by file name ("snponly.efi"), served as ipxe/<name>. */
   ipxe?: ReadonlyMap<string, Uint8Array>;
-  /** Why a MAC must not boot (allowlist, boot-once); undefined to boot it. Also shapes /boot.ipxe. */
-  refuse?: (mac: Mac) => string | undefined;
   /** `tftpblksize=` for a boot.cfg read over TFTP (mboot asks for 1468 otherwise); absent: not set. */
   tftpBlksize?: number | undefined;
 }
@@ -59,6 +67,8 @@ export type BootCfgRoute = "http" | "tftp" | "disc";
 export type Resolved =
   | { kind: "file"; data: FileData; what: string; mac: Mac | undefined; image: BootImage | undefined }
   | { kind: "missing"; reason: string; mac: Mac | undefined }
+  /** There, but not for this client (a kickstart for another host, or for one that is not armed). */
+  | { kind: "forbidden"; reason: string; mac: Mac | undefined; what: string }
   | { kind: "directory"; info: FileInfo; image: BootImage };
 
 export interface BootFiles {
@@ -75,7 +85,8 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
   const byName = new Map(config.images.map((i) => [i.name.toLowerCase(), i]));
   const imageUrl = (image: BootImage) => `${config.httpBase}/${image.name}/`;
   const kickstartUrl = (image: BootImage, mac: Mac | undefined) =>
-    config.kickstart ? `${imageUrl(image)}${mac ? `${macDirName(mac)}/` : ""}ks.cfg` : undefined;
+    config.kickstart && (config.hasKickstart?.(mac) ?? true) ? `${imageUrl(image)}${mac ? `${macDirName(mac)}/` : ""}ks.cfg` : undefined;
+  const imageFor = (mac: Mac | undefined) => config.imageFor?.(mac) ?? config.images[0];
 
   const bootCfgFor = (image: BootImage, flavour: "bios" | "efi", mac: Mac | undefined, route: BootCfgRoute = "http"): string | undefined => {
     const esxi = image.esxi;
@@ -118,15 +129,16 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
     // 01-<mac>/boot.cfg at the top: what mboot.efi probes when it was loaded from the root.
     const topMac = macDir(first);
     if (topMac && lower.length === 2 && lower[1] === "boot.cfg") {
-      const image = config.images[0];
+      const image = imageFor(topMac);
       if (!image) return { kind: "missing", reason: "no image", mac: topMac };
       return generated(image, "boot.cfg", bootCfgFor(image, "efi", topMac, route), topMac);
     }
 
     if (lower.length === 1 && first === "boot.ipxe") {
-      const image = config.images[0];
+      const d = config.ipxeDecision?.(client.mac);
+      const image = d?.action === "boot" ? d.image : imageFor(client.mac);
       if (!image) return { kind: "missing", reason: "no image", mac: client.mac };
-      const text = ipxeScript({ image, httpBase: config.httpBase, mac: client.mac, refused: client.mac ? config.refuse?.(client.mac) : undefined });
+      const text = ipxeScript({ image, httpBase: config.httpBase, mac: client.mac, refused: d?.action === "ignore" ? d.reason : undefined, local: d?.action === "local" ? d.reason : undefined });
       return generated(image, "iPXE script", text, client.mac);
     }
     if (lower.length === 2 && first === "ipxe") {
@@ -160,7 +172,9 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
     }
     if (config.kickstart && (key === "ks.cfg" || (mac1 && rest.length === 2 && rest[1] === "ks.cfg"))) {
       const mac = mac1 ?? client.mac;
-      return generated(image, "ks.cfg", await config.kickstart(mac, image), mac);
+      const ks = await config.kickstart(mac, image, client);
+      if (!(ks instanceof Uint8Array)) return { kind: "forbidden", reason: ks.refused, mac, what: "ks.cfg" };
+      return generated(image, "ks.cfg", ks, mac);
     }
     return treeFile(image, "/" + parts.slice(1).join("/"), "file", mac1 ?? mac3);
   };

@@ -21,6 +21,8 @@ export interface IpxeScriptInput {
   mac: Mac | undefined;
   /** Set when the policy refuses this client. */
   refused?: string | undefined;
+  /** Set when it boots from its own disk: the script exits so the firmware goes on to the next device. */
+  local?: string | undefined;
 }
 
 /** Why BIOS clients cannot boot this image by sanboot; undefined when they can. */
@@ -38,6 +40,11 @@ export function ipxeScript(input: IpxeScriptInput): string {
   const lines = ["#!ipxe", `# netboot: ${name}${mac ? ` for ${mac}` : ""}`];
   if (input.refused) {
     lines.push(`echo netboot: not booting ${who}: ${sanitize(input.refused)}`, "sleep 5", "exit 1", "");
+    return lines.join("\n");
+  }
+  if (input.local) {
+    // exit (status 0) hands control back to the firmware, which boots the next device: the installed disk.
+    lines.push(`echo netboot: ${who} boots from its local disk: ${sanitize(input.local)}`, "exit", "");
     return lines.join("\n");
   }
   const dir = `${httpBase}/${image.name}`;

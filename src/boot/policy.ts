@@ -1,7 +1,15 @@
 /**
- * THE boot policy: who gets which file. Every protocol asks it with the same BootClient (DHCP, proxyDHCP,
- * BSDP, the iPXE script), it is pure and may be asked many times per boot. Rows, as the QEMU lab and the
- * peers' recipes found firmware to behave (shared/e2e/README.md, research §5):
+ * THE boot policy: who gets which file. Every protocol asks it with the same BootClient and the same
+ * snapshot of what the server knows of that machine (DHCP, proxyDHCP, BSDP, the iPXE script, the boot
+ * namespace): pure, and asked many times per boot. First the host's rows:
+ *
+ *   not a network-boot request                → ignore
+ *   refused (a list is kept, it is not on it)  → ignore, with the reason
+ *   local (mode local; once and done)          → "local": boot from its own disk (a plain lease, no proxy
+ *                                                answer, an iPXE script that exits, no BSDP image)
+ *
+ * then the firmware's, as the QEMU lab and the peers' recipes found firmware to behave (shared/e2e/README.md,
+ * research §5), with the host's image:
  *
  *   iPXE (user class "iPXE" or option 175)   → http://IP[:PORT]/boot.ipxe    (breaks the chain-load loop)
  *   UEFI HTTP boot (HTTPClient, arch 16)     → http://IP[:PORT]/NAME/mboot.efi, option 60 "HTTPClient"
@@ -25,7 +33,8 @@ export interface IpxeBinaries {
 }
 
 export interface PolicyConfig {
-  image: BootImage;
+  /** Served images; a host without one of its own boots the first. */
+  images: readonly BootImage[];
   /** "http://IP[:PORT]" */
   httpBase: string;
   /** Which iPXE binaries we can serve; none when --no-ipxe or when they are missing. */
@@ -34,12 +43,20 @@ export interface PolicyConfig {
   noIpxe: boolean;
   /** --secure-boot: UEFI PXE clients get the ESXi loader (signed by VMware) over TFTP, never iPXE. */
   secureBoot?: boolean;
-  /** Per-MAC gate (allowlist, boot-once): undefined means "boot it". */
-  gate?: (client: BootClient) => string | undefined;
+  /** What a Mac boots after BSDP (--mac-bootfile); iPXE's snponly.efi by default. */
+  macBootFile?: string;
 }
 
 /** What the server knows of this one machine, as of this request (a snapshot: the policy stays pure). */
 export interface HostSnapshot {
+  /** Why it gets no boot answer at all (a list is kept and it is not on it). */
+  refused?: string | undefined;
+  /** Why it boots from its own disk (mode local; installed in mode once). */
+  localBoot?: string | undefined;
+  /** Its image, by name (else the first). */
+  image?: string | undefined;
+  /** It gets its kickstart (armed); else the interactive installer. */
+  kickstart?: boolean | undefined;
   /** Why this host gets the signed ESXi loader instead of iPXE (its iPXE never started: Secure Boot). */
   signedLoader?: string | undefined;
 }
@@ -66,22 +83,27 @@ export function firmwareOf(c: BootClient): Firmware {
       return "efi-arm64-http";
     case Arch.EfiIa32:
       return "efi-ia32";
-    case undefined:
-      // PXE 2.1 makes option 93 mandatory, but old BIOS ROMs omit it: their vendor class says x86 BIOS.
+    case undefined: {
+      // PXE 2.1 makes option 93 mandatory, but some clients omit it: the vendor class names the
+      // architecture too ("PXEClient:Arch:00007:UNDI:003000"); old BIOS ROMs send plain "PXEClient".
+      const named = /^(?:PXEClient|HTTPClient):Arch:(\d{5})\b/.exec(c.vendorClass ?? "");
+      if (named) return firmwareOf({ ...c, arch: Number(named[1]) });
       return c.vendorClass?.startsWith("PXEClient") ? "bios" : http ? "efi-x64-http" : "unknown";
+    }
     default:
       return "unknown";
   }
 }
 
-export function decideBoot(c: BootClient, cfg: PolicyConfig, host: HostSnapshot = {}): BootDecision {
+export function decideBoot(c: BootClient, host: HostSnapshot, cfg: PolicyConfig): BootDecision {
   const firmware = firmwareOf(c);
   const ignore = (reason: string): BootDecision => ({ action: "ignore", firmware, reason });
   const netboot = c.vendorClass?.startsWith("PXEClient") || c.vendorClass?.startsWith("HTTPClient") || firmware === "ipxe" || firmware === "apple";
   if (!netboot) return ignore("not a network-boot request (no PXEClient/HTTPClient vendor class, not iPXE)");
-  const gated = cfg.gate?.(c);
-  if (gated) return ignore(gated);
-  const image = cfg.image;
+  if (host.refused) return ignore(host.refused);
+  if (host.localBoot) return { action: "local", firmware, reason: host.localBoot };
+  const image = cfg.images.find((i) => i.name === host.image) ?? cfg.images[0];
+  if (!image) return ignore("no image is served");
   const esxi = image.esxi;
   const url = (path: string) => `${cfg.httpBase}/${path}`;
   const boot = (transport: "tftp" | "http", file: string, vendorClass: "PXEClient" | "HTTPClient", why: string): BootDecision => ({
@@ -120,10 +142,12 @@ export function decideBoot(c: BootClient, cfg: PolicyConfig, host: HostSnapshot 
     case "efi-arm64-http":
       if (!esxi?.arm64Loader) return ignore(`ARM64 UEFI HTTP client, but ${image.name} has no EFI/BOOT/BOOTAA64.EFI`);
       return boot("http", url(`${image.name}${esxi.arm64Loader}`), "HTTPClient", "ARM64 UEFI HTTP boot: BOOTAA64.EFI by URL");
-    case "apple":
+    case "apple": {
       // Macs take iPXE for UEFI through BSDP (bsdp/); a plain DHCP answer would not boot them.
-      if (!cfg.ipxe.snponly) return ignore("Mac client, but iPXE (snponly.efi) is not available");
-      return boot("tftp", IPXE_EFI, "PXEClient", "Intel Mac: iPXE (snponly.efi) by TFTP");
+      const file = cfg.macBootFile ?? IPXE_EFI;
+      if (file === IPXE_EFI && !cfg.ipxe.snponly) return ignore("Mac client, but iPXE (snponly.efi) is not available");
+      return boot("tftp", file, "PXEClient", file === IPXE_EFI ? "Intel Mac: iPXE (snponly.efi) by TFTP" : `Intel Mac: ${file} by TFTP (--mac-bootfile)`);
+    }
     case "efi-ia32":
       return ignore("32-bit UEFI client: ESXi has no loader for it");
     case "unknown":

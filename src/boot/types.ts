@@ -44,4 +44,6 @@ export type BootDecision =
       /** A line for the log: which row of the policy decided. */
       why: string;
     }
-  | { action: "ignore"; firmware: Firmware; reason: string };
+  | { action: "ignore"; firmware: Firmware; reason: string }
+  /** Boot from its own disk: no boot answer, and an iPXE that asks gets a script that exits. */
+  | { action: "local"; firmware: Firmware; reason: string };

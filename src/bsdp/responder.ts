@@ -6,7 +6,7 @@
  * from port 67; no reply to an INFORM without ciaddr or with a reply port of 1024 and up; option 54 and
  * option 60 "AAPLBSDPC" in every reply; padded to 300 bytes (the DHCP encoder does it). Pure.
  */
-import type { BootClient } from "../boot/types.ts";
+import type { BootClient, BootDecision } from "../boot/types.ts";
 import { MessageType, Opt } from "../dhcp/constants.ts";
 import { optString, optU8, str, type DhcpPacket } from "../dhcp/packet.ts";
 import { baseReply } from "../dhcp/reply.ts";
@@ -30,11 +30,9 @@ export interface BsdpConfig {
   defaultImage: number;
   /** --bsdp-priority */
   priority: number;
-  /** TFTP path of what a Mac boots (--mac-bootfile, ipxe/snponly.efi). */
-  bootFile: string;
   selections: Selections;
-  /** Per-client refusal (allowlist, boot-once); undefined: allowed. */
-  refuse?: (client: BootClient) => string | undefined;
+  /** The boot policy: what this Mac boots (its TFTP path), or why it gets nothing (not listed, boots from disk). */
+  decide: (client: BootClient) => BootDecision;
   /** A Mac spoke BSDP (from `address` when it has one): TFTP caps its blocks at 1460. */
   onMac?: (mac: Mac, address: string | undefined) => void;
   /** Full-DHCP mode: the DHCP server answers DISCOVERs and folds BSDP into them (bsdpOfferExtension). */
@@ -59,13 +57,13 @@ export function bsdpResponder(cfg: BsdpConfig): Responder {
         if (cfg.foldIntoOffers) return undefined; // the DHCP server answers, with BSDP folded in
         const selected = cfg.selections.get(mac);
         if (!served(selected)) return { ignore: "Mac DISCOVER, no remembered selection here (the site's DHCP server answers it)" };
-        const refused = cfg.refuse?.(req.client);
-        if (refused) return { ignore: refused };
+        const d = cfg.decide(req.client);
+        if (d.action !== "boot") return { ignore: refusal(d) };
         const offer = reply(cfg, p, MessageType.Offer, { selectedImage: selected });
         offer.ciaddr = 0;
         offer.yiaddr = 0;
-        offer.file = cfg.bootFile;
-        return { answers: [{ packet: offer, note: `BSDP OFFER, ${imageIdText(selected!)} remembered, boot ${cfg.bootFile}` }], mac };
+        offer.file = d.file;
+        return { answers: [{ packet: offer, note: `BSDP OFFER, ${imageIdText(selected!)} remembered, boot ${d.file}` }], mac };
       }
       if (type !== MessageType.Inform) return undefined;
       const opt43 = p.options.get(Opt.VendorSpecific);
@@ -81,8 +79,9 @@ export function bsdpResponder(cfg: BsdpConfig): Responder {
       if (bsdp.replyPort !== undefined && bsdp.replyPort >= 1024) return { ignore: `reply port ${bsdp.replyPort} is not below 1024` };
       if (bsdp.version !== undefined && !(BSDP_VERSIONS as readonly number[]).includes(bsdp.version)) return { ignore: `BSDP version 0x${bsdp.version.toString(16)} unknown` };
       cfg.onMac?.(mac, formatIPv4(p.ciaddr));
-      const refused = cfg.refuse?.(req.client);
-      if (refused) return { ignore: refused };
+      // Not listed, or booting from its own disk: the Mac's picker shows nothing from us.
+      const d = cfg.decide(req.client);
+      if (d.action !== "boot") return { ignore: refusal(d) };
       const clientPort = bsdp.replyPort;
 
       if (bsdp.messageType === BsdpMessage.List) {
@@ -111,8 +110,8 @@ export function bsdpResponder(cfg: BsdpConfig): Responder {
         }
         cfg.selections.set(mac, id!);
         const ack = reply(cfg, p, MessageType.Ack, { messageType: BsdpMessage.Select, selectedImage: id, machineName: machineName(mac) });
-        ack.file = cfg.bootFile;
-        return { answers: [{ packet: ack, note: `BSDP ACK[SELECT] ${imageIdText(id!)}, boot ${cfg.bootFile}`, clientPort }], mac };
+        ack.file = d.file;
+        return { answers: [{ packet: ack, note: `BSDP ACK[SELECT] ${imageIdText(id!)}, boot ${d.file}`, clientPort }], mac };
       }
       return { ignore: `BSDP message type ${bsdp.messageType ?? "(none)"} is not for a server` };
     },
@@ -130,15 +129,20 @@ export function bsdpOfferExtension(cfg: BsdpConfig): (req: DhcpPacket, reply: Dh
     const type = optU8(reply, Opt.MessageType);
     if (type !== MessageType.Offer && type !== MessageType.Ack) return;
     if (optU8(req, Opt.MessageType) === MessageType.Inform) return;
-    if (cfg.refuse?.(client)) return;
+    const d = cfg.decide(client);
+    if (d.action !== "boot") return;
     const remembered = cfg.selections.get(client.mac);
     const selected = remembered !== undefined && cfg.images.some((i) => i.id === remembered) ? remembered : cfg.defaultImage;
     reply.options.set(Opt.VendorClass, str(BSDP_VENDOR_CLASS));
     reply.options.set(Opt.VendorSpecific, encodeBsdpOptions({ selectedImage: selected }));
     reply.siaddr = cfg.serverIp;
     reply.sname = formatIPv4(cfg.serverIp);
-    reply.file = cfg.bootFile;
+    reply.file = d.file;
   };
+}
+
+function refusal(d: Exclude<BootDecision, { action: "boot" }>): string {
+  return d.action === "local" ? `boots from its own disk: ${d.reason}` : d.reason;
 }
 
 // --- internal ---

@@ -1,6 +1,7 @@
 /** Argument definitions shared by the commands, and the pure translation from parsed args to config. */
 import type { ArgsDef } from "citty";
 import type { DhcpMode, PoolSpec, ReservationSpec, ServeConfig } from "../config.ts";
+import type { LabFile } from "../hosts/lab.ts";
 import { makeConfig, validateServeConfig } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { defaultAddress, interfaceAddress, type InterfaceAddress } from "../net/interfaces.ts";
@@ -13,7 +14,14 @@ export const sourceArg = {
 } as const satisfies ArgsDef;
 
 export const serveArgs = {
-  ...sourceArg,
+  source: { type: "positional", required: false, description: "ESXi installer(s): ISO file, directory (mounted or extracted), http(s) URL of an ISO, or zip; several are served side by side (optional with --config)", valueHint: "SOURCE…" },
+  "cache-dir": sourceArg["cache-dir"],
+  config: { type: "string", description: "Lab file (YAML): images, hosts by MAC, modes, kickstart templates, server options; command-line flags override its server: section", valueHint: "lab.yaml" },
+  allow: { type: "string", description: "Without a lab file: only these machines boot (MAC,…); the rest get no boot answer", valueHint: "MACS" },
+  "allow-any": { type: "boolean", description: "Let every machine that network-boots here have the --ks kickstart (it wipes disks)" },
+  json: { type: "boolean", description: "One JSON event per line on stdout (the log goes to stderr)" },
+  "until-done": { type: "boolean", description: "Exit 0 when every listed host in mode once or install has reported done; 1 when one fails or at --timeout" },
+  timeout: { type: "string", description: "With --until-done: give up after this long (90s, 45m, 2h)", valueHint: "DURATION" },
   iface: { type: "string", description: "The link to serve: its address is the server's, DHCP answers only there", valueHint: "NAME" },
   ip: { type: "string", description: "Address clients use to reach this server (default: --iface's, else the first non-loopback IPv4)", valueHint: "ADDR" },
   bind: { type: "string", description: "Address HTTP and TFTP listen on (default: the --ip address; 0.0.0.0 for all)", valueHint: "ADDR" },
@@ -46,7 +54,10 @@ export const serveArgs = {
   ...logArgs,
 } as const satisfies ArgsDef;
 
-export type ServeArgsParsed = { source: string } & Partial<Record<Exclude<keyof typeof serveArgs, "source" | "verbose" | "quiet">, string | boolean | undefined>>;
+export type ServeArgsParsed = { source?: string; _?: string[] } & Partial<Record<Exclude<keyof typeof serveArgs, "source" | "verbose" | "quiet">, string | boolean | undefined>>;
+
+/** The options a lab file's server: section may set (the long names of serve's flags). */
+export const serveOptionNames: ReadonlySet<string> = new Set(Object.keys(serveArgs).filter((k) => !["source", "config", "verbose", "quiet", "until-done", "timeout", "json"].includes(k)));
 
 export function parseIntArg(v: string | undefined, flag: string, fallback: number): number {
   if (v === undefined || v === "") return fallback;
@@ -61,50 +72,90 @@ export interface ArgsEnvironment {
 
 const realEnvironment: ArgsEnvironment = { defaultAddress, interfaceAddress };
 
-/** Parsed `serve` args → validated config. Pure apart from asking which addresses this machine has. */
-export function serveConfigFromArgs(raw: ServeArgsParsed, env: ArgsEnvironment = realEnvironment): ServeConfig {
-  const s = (k: keyof ServeArgsParsed) => (typeof raw[k] === "string" ? (raw[k] as string) : undefined);
-  const b = (k: keyof ServeArgsParsed) => (typeof raw[k] === "boolean" ? (raw[k] as boolean) : undefined);
-  const iface = s("iface") ? env.interfaceAddress(s("iface")!) : undefined;
+/**
+ * Parsed `serve` args (and the lab file's server: section, under them) → validated config. Pure apart from
+ * asking which addresses this machine has. `given` lists the flags written on the command line: only
+ * those override the lab file (the rest are citty's defaults).
+ */
+export function serveConfigFromArgs(raw: ServeArgsParsed, env: ArgsEnvironment = realEnvironment, lab?: LabFile, given?: ReadonlySet<string>): ServeConfig {
+  const fromLab = (k: string) => lab && !(given?.has(k) ?? raw[k as keyof ServeArgsParsed] !== undefined) && k in lab.server;
+  const name = (k: string) => (fromLab(k) ? `${lab!.path.split("/").pop()} server.${k}` : `--${k}`);
+  const value = (k: string): string | boolean | undefined => (fromLab(k) ? lab!.server[k] : raw[k as keyof ServeArgsParsed] as string | boolean | undefined);
+  const s = (k: string) => {
+    const v = value(k);
+    return typeof v === "string" ? v : typeof v === "number" ? String(v) : undefined;
+  };
+  const b = (k: string) => {
+    const v = value(k);
+    if (typeof v === "boolean") return v;
+    if (v === "true" || v === "false") return v === "true";
+    if (v !== undefined) throw new ConfigError("E_ARG", `${name(k)}: ${JSON.stringify(v)} is not true or false`);
+    return undefined;
+  };
+  const int = (k: string, fallback: number) => parseIntArg(s(k), name(k), fallback);
+  const ifaceName = s("iface");
+  const iface = ifaceName ? env.interfaceAddress(ifaceName) : undefined;
   const ip = s("ip") ?? iface?.address ?? env.defaultAddress()?.address;
   if (!ip) throw new ConfigError("E_NO_ADDRESS", "this machine has no non-loopback IPv4 address; pass --ip or --iface");
   const mode = (s("dhcp") ?? "auto") as DhcpMode;
-  return validateServeConfig(
-    makeConfig(raw.source, ip, {
-      name: s("name"),
-      bind: s("bind") ?? ip,
-      iface: iface?.iface,
-      prefix: iface?.prefix,
-      http: { port: parseIntArg(s("http-port"), "--http-port", 80) },
-      cacheMem: parseIntArg(s("cache-mem"), "--cache-mem", 512) * 1024 * 1024,
-      tftp: {
-        enabled: b("tftp") ?? true,
-        port: parseIntArg(s("tftp-port"), "--tftp-port", 69),
-        maxBlksize: parseIntArg(s("tftp-max-blksize"), "--tftp-max-blksize", 65464),
-        maxWindowsize: parseIntArg(s("tftp-max-windowsize"), "--tftp-max-windowsize", 64),
-      },
-      dhcp: {
-        mode,
-        port: parseIntArg(s("dhcp-port"), "--dhcp-port", 67),
-        pools: parsePools(s("pool")),
-        router: s("router"),
-        dns: list(s("dns")),
-        domain: s("domain"),
-        leaseSeconds: parseIntArg(s("lease-time"), "--lease-time", 3600),
-        reservations: parseReservations(s("reserve")),
-        force: b("force") ?? false,
-      },
-      bsdp: {
-        enabled: b("bsdp") ?? true,
-        priority: parseIntArg(s("bsdp-priority"), "--bsdp-priority", 0x8000),
-        bootFile: s("mac-bootfile") ?? "ipxe/snponly.efi",
-      },
-      stateDir: s("state-dir"),
-      cacheDir: s("cache-dir"),
-      ipxe: { dir: s("ipxe-dir"), disabled: b("ipxe") === false },
-      boot: { ks: s("ks"), keepCdromBoot: b("keep-cdromboot") ?? false, extraKernelopt: s("kernelopt"), secureBoot: b("secure-boot") ?? false },
-    }),
-  );
+  const positional = [...(raw._ ?? (raw.source ? [raw.source] : []))];
+  const images = [...(lab?.images.map((i) => ({ source: i.source, name: i.name })) ?? []), ...positional.map((p, i) => ({ source: p, name: i === 0 && !lab ? s("name") : undefined }))];
+  if (images.length === 0) throw new ConfigError("E_SOURCE", lab ? `${lab.path}: no images: and no SOURCE on the command line` : "no image source given (an ESXi ISO file, a directory, an http(s) URL or a zip; or --config lab.yaml)");
+  if (images.length > 1 && s("name") && !lab) throw new ConfigError("E_NAME", "--name names one image; with several, the names come from the file names (or a lab file's images:)");
+  const config = makeConfig(images[0]!.source, ip, {
+    bind: s("bind") ?? ip,
+    iface: iface?.iface,
+    prefix: iface?.prefix,
+    http: { port: int("http-port", 80) },
+    cacheMem: int("cache-mem", 512) * 1024 * 1024,
+    tftp: {
+      enabled: b("tftp") ?? true,
+      port: int("tftp-port", 69),
+      maxBlksize: int("tftp-max-blksize", 65464),
+      maxWindowsize: int("tftp-max-windowsize", 64),
+    },
+    dhcp: {
+      mode,
+      port: int("dhcp-port", 67),
+      pools: parsePools(s("pool")),
+      router: s("router"),
+      dns: list(s("dns")),
+      domain: s("domain"),
+      leaseSeconds: int("lease-time", 3600),
+      reservations: parseReservations(s("reserve")),
+      force: b("force") ?? false,
+    },
+    bsdp: {
+      enabled: b("bsdp") ?? true,
+      priority: int("bsdp-priority", 0x8000),
+      bootFile: s("mac-bootfile") ?? "ipxe/snponly.efi",
+    },
+    stateDir: s("state-dir"),
+    cacheDir: s("cache-dir"),
+    ipxe: { dir: s("ipxe-dir"), disabled: b("ipxe") === false },
+    boot: { ks: s("ks"), keepCdromBoot: b("keep-cdromboot") ?? false, extraKernelopt: s("kernelopt"), secureBoot: b("secure-boot") ?? false },
+    hosts: { allow: list(s("allow")).map((m) => parseMac(m)), allowAny: b("allow-any") ?? false },
+  });
+  config.images = images;
+  return validateServeConfig(config);
+}
+
+/** The flags written on a command line (long names; --no-x counts for x). */
+export function givenFlags(rawArgs: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  const aliases: Record<string, string> = { v: "verbose", q: "quiet" };
+  for (const a of rawArgs) {
+    const m = /^--(?:no-)?([a-z][a-z0-9-]*)(=|$)/.exec(a) ?? /^-([a-z])$/.exec(a);
+    if (m) out.add(aliases[m[1]!] ?? m[1]!);
+  }
+  return out;
+}
+
+/** "90s", "45m", "2h", "1h30m", or plain seconds → milliseconds. */
+export function parseDuration(v: string, flag: string): number {
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?$/.exec(v.trim());
+  if (!v.trim() || !m || (!m[1] && !m[2] && !m[3])) throw new ConfigError("E_ARG", `${flag}: ${JSON.stringify(v)} is not a duration (90s, 45m, 2h)`);
+  return ((Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)) * 60 + Number(m[3] ?? 0)) * 1000;
 }
 
 /** "10.0.0.100-10.0.0.200,10.1.0.10-10.1.0.99/24" */

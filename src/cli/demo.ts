@@ -51,12 +51,15 @@ export default defineCommand({
             dhcp: { mode: "off" },
             stateDir: join(dir, "state"),
             boot: { ks },
+            hosts: { allow: [mac], allowAny: false },
           }),
         ),
         log,
       );
       let ok = true;
       try {
+        // The pretend client has no DHCP exchange to tie its address to its MAC: it says so, as a lease would.
+        app.neighbors.learn("127.0.0.1", mac);
         const image = app.images[0]!;
         const out = (s: string) => process.stdout.write(s + "\n");
         out(`netboot demo: serving ${args.source ? source : "the built-in sample image"} at ${app.httpBase}/${image.name}/ and TFTP 127.0.0.1:${app.tftp!.port}`);

@@ -12,5 +12,7 @@ export default defineCommand({
     ls: () => import("./ls.ts").then((m) => m.default),
     cat: () => import("./cat.ts").then((m) => m.default),
     bootcfg: () => import("./bootcfg.ts").then((m) => m.default),
+    check: () => import("./check.ts").then((m) => m.default),
+    hosts: () => import("./hosts.ts").then((m) => m.default),
   },
 });

@@ -1,29 +1,75 @@
 import { defineCommand } from "citty";
 import { startApp } from "../app.ts";
-import { serveArgs, serveConfigFromArgs } from "./args.ts";
+import { EventBus, type NetbootEvent } from "../events.ts";
+import { loadLabFile } from "../hosts/lab.ts";
+import type { HostRegistry } from "../hosts/registry.ts";
+import { givenFlags, parseDuration, serveArgs, serveConfigFromArgs, serveOptionNames } from "./args.ts";
 import { guard, loggerFor } from "./common.ts";
 
 export default defineCommand({
   meta: {
     name: "serve",
     description:
-      "Network-boot an ESXi installer from its ISO, read in place: DHCP/proxyDHCP, BSDP, TFTP and HTTP, boot.cfg rewritten per client and route. " +
+      "Network-boot ESXi installers from their ISOs, read in place: DHCP/proxyDHCP, BSDP, TFTP and HTTP, boot.cfg rewritten per client and route. " +
       "UEFI PXE gets iPXE (or, with --secure-boot or when iPXE never starts, VMware's signed loader by TFTP); UEFI HTTP boot the loader by URL; " +
-      "BIOS boots the ISO itself as a CD through iPXE's sanboot (needs the image as an ISO with its El Torito boot record)",
+      "BIOS boots the ISO itself as a CD through iPXE's sanboot (needs the image as an ISO with its El Torito boot record). " +
+      "With --config lab.yaml: hosts by MAC (the rest get no boot answer), kickstart templates, install-done callbacks, boot-once",
   },
   args: serveArgs,
-  async run({ args }) {
+  async run({ args, rawArgs }) {
     await guard(async () => {
-      const log = loggerFor(args);
-      const app = await startApp(serveConfigFromArgs(args), log);
+      const json = args.json === true;
+      // With --json, stdout is the events' alone: the log goes to stderr.
+      const log = loggerFor(args, { toStderr: json });
+      const lab = args.config ? loadLabFile(args.config, serveOptionNames) : undefined;
+      const config = serveConfigFromArgs(args as never, undefined, lab, givenFlags(rawArgs));
+      const timeoutMs = args.timeout ? parseDuration(args.timeout, "--timeout") : undefined;
+      if (timeoutMs !== undefined && !args["until-done"]) throw new (await import("../errors.ts")).ConfigError("E_ARG", "--timeout goes with --until-done");
+      const bus = new EventBus();
+      if (json) bus.subscribe((e) => process.stdout.write(JSON.stringify(e) + "\n"));
+      const app = await startApp(config, log, { lab, bus });
       const image = app.images[0]!;
-      log.info(`ready: UEFI loader ${app.httpBase}/${image.name}/mboot.efi, boot.cfg ${app.httpBase}/${image.name}/boot.cfg (Ctrl-C stops)`);
-      await waitForSignal();
+      log.info(`ready: UEFI loader ${app.httpBase}/${image.name}/mboot.efi, boot.cfg ${app.httpBase}/${image.name}/boot.cfg, hosts ${app.httpBase}/api/hosts (Ctrl-C stops)`);
+      let code = 0;
+      if (args["until-done"]) code = await untilDone(app.hosts, bus, log, timeoutMs);
+      else await waitForSignal();
       log.info("stopping");
       await app.close();
+      if (code) process.exitCode = code;
     });
   },
 });
+
+/** --until-done: 0 when every listed once/install host is done, 1 at a failure, the timeout or Ctrl-C. */
+async function untilDone(hosts: HostRegistry, bus: EventBus, log: ReturnType<typeof loggerFor>, timeoutMs: number | undefined): Promise<number> {
+  const targets = hosts.book.hosts.filter((h) => h.mode !== "local");
+  if (targets.length === 0) {
+    log.error("--until-done: no host in mode once or install to wait for (list them in the lab file, or with --allow)");
+    return 1;
+  }
+  const t0 = Date.now();
+  const pending = () => targets.filter((h) => hosts.get(h.mac)?.phase !== "done");
+  const result = await new Promise<{ code: number; why: string }>((resolve) => {
+    const check = (e?: NetbootEvent) => {
+      if (e?.type === "host.failed" && targets.some((h) => h.mac === e.mac)) resolve({ code: 1, why: `${e.hostname ?? e.mac} failed: ${e.reason}` });
+      else if (pending().length === 0) resolve({ code: 0, why: "every host reported done" });
+    };
+    bus.subscribe(check);
+    check();
+    if (timeoutMs !== undefined) setTimeout(() => resolve({ code: 1, why: `timed out after ${(timeoutMs / 1000).toFixed(0)} s` }), timeoutMs).unref?.();
+    waitForSignal().then(() => resolve({ code: 1, why: "stopped before every host was done" }));
+  });
+  const line = (h: (typeof targets)[number]) => {
+    const s = hosts.get(h.mac);
+    const took = s?.doneAt && s.startedAt ? `${((s.doneAt - s.startedAt) / 1000).toFixed(0)} s` : s?.startedAt ? `${((Date.now() - s.startedAt) / 1000).toFixed(0)} s so far` : "-";
+    return `${h.mac}  ${(h.hostname ?? "-").padEnd(16)} ${(s?.phase ?? "not seen").padEnd(10)} ${took}`;
+  };
+  for (const h of targets) (result.code === 0 || hosts.get(h.mac)?.phase === "done" ? log.info : log.warn)(line(h));
+  const left = pending();
+  if (result.code === 0) log.info(`--until-done: ${result.why} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  else log.error(`--until-done: ${result.why}; not done: ${left.map((h) => `${h.hostname ?? h.mac} (last phase: ${hosts.get(h.mac)?.phase ?? "not seen"})`).join(", ") || "none"}`);
+  return result.code;
+}
 
 function waitForSignal(): Promise<void> {
   return new Promise((resolve) => {

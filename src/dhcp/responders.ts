@@ -53,7 +53,8 @@ export function proxyResponder(opts: { serverIp: number; decide: Decide }): Resp
       const bootRequest = type === MessageType.Discover || (req.viaPxePort && (type === MessageType.Request || type === MessageType.Inform));
       if (!bootRequest) return undefined;
       const d = opts.decide(req.client);
-      if (d.action === "ignore") return { ignore: d.reason };
+      // A machine that boots from its own disk gets no proxy answer: the site's server's lease is all it needs.
+      if (d.action !== "boot") return { ignore: d.action === "local" ? `boots from its own disk: ${d.reason}` : d.reason };
       const reply = baseReply(req.packet, type === MessageType.Discover ? MessageType.Offer : MessageType.Ack, opts.serverIp);
       addBootFields(reply, req.packet, d, { serverIp: opts.serverIp, proxy: true });
       echoRelayInfo(req.packet, reply);

@@ -3,6 +3,7 @@
  * the responders in order, sending their answers. Malformed packets are dropped and the loop goes on.
  */
 import { ServiceError } from "../errors.ts";
+import type { BootClient } from "../boot/types.ts";
 import type { Logger } from "../log.ts";
 import { bindSocketToDevice } from "../net/device.ts";
 import { openUdp, type UdpSocket } from "../net/udp.ts";
@@ -43,6 +44,12 @@ export interface DhcpExchange {
   mac: string;
   type: string;
   from: string;
+  /** Asked on the PXE boot-server port (4011). */
+  viaPxePort: boolean;
+  /** The relay it came through (giaddr), when relayed. */
+  relay: string | undefined;
+  /** The request as the boot policy sees it. */
+  client: BootClient;
   responder: string | undefined;
   answers: Array<{ packet: DhcpPacket; note: string; to: string }>;
   ignored: string | undefined;
@@ -113,7 +120,7 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
     if (packet.op !== Op.Request || packet.htype !== 1 || packet.hlen !== 6) return; // replies of other servers, non-Ethernet
     const type = messageTypeName(optU8(packet, Opt.MessageType));
     const req: DhcpRequest = { packet, client: bootClientFromDhcp(packet), viaPxePort, source: { address, port } };
-    const exchange: DhcpExchange = { mac: clientMac(packet), type, from: `${address}:${port}`, responder: undefined, answers: [], ignored: undefined };
+    const exchange: DhcpExchange = { mac: clientMac(packet), type, from: `${address}:${port}`, viaPxePort, relay: packet.giaddr ? formatIPv4(packet.giaddr) : undefined, client: req.client, responder: undefined, answers: [], ignored: undefined };
     for (const r of opts.responders) {
       let out;
       try {

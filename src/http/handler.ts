@@ -14,6 +14,8 @@ export interface HttpRequest {
   target: string;
   header(name: string): string | null | undefined;
   remoteAddress: string | undefined;
+  /** The request body (POST), read whole, at most `limit` bytes (longer ones are cut). */
+  body?: (limit: number) => Promise<Uint8Array>;
 }
 
 export type HttpBody =
@@ -30,6 +32,8 @@ export interface HttpResponse {
   path: string;
   mac: Mac | undefined;
   note: string | undefined;
+  /** What was answered, for the event bus ("boot.cfg", "ks.cfg", "file", "EFI loader"…). */
+  what?: string | undefined;
 }
 
 /** Extra routes served next to the boot files (iPXE script, status page, …): return undefined to pass. */
@@ -44,6 +48,8 @@ export interface HttpRoutedFile {
 export interface HttpAppOptions {
   files: BootFiles;
   routes?: readonly HttpRoute[];
+  /** The API (/api/…, /metrics): asked first, any method; undefined passes to the files. */
+  api?: (parts: readonly string[], req: HttpRequest, client: ClientHint) => Promise<HttpResponse | undefined>;
   /** MAC the server learned for a client address (from its DHCP traffic). */
   macForAddress?: (address: string) => Mac | undefined;
   serverName?: string;
@@ -65,13 +71,15 @@ export function createHttpApp(opts: HttpAppOptions): (req: HttpRequest) => Promi
       };
     };
 
-    if (req.method !== "GET" && req.method !== "HEAD") return simple(405, "method not allowed", { allow: "GET, HEAD" });
     if (!path.startsWith("/")) return simple(400, "bad request target");
     const checked = checkRequestPath(path, httpPathRules);
     if (!checked.ok) return simple(400, `bad path: ${checked.reason}`);
     const parts = checked.parts;
     const address = req.remoteAddress;
     const client: ClientHint = { address, mac: address ? opts.macForAddress?.(address) : undefined };
+    const api = await opts.api?.(parts, req, client);
+    if (api) return api;
+    if (req.method !== "GET" && req.method !== "HEAD") return simple(405, "method not allowed", { allow: "GET, HEAD" });
 
     for (const route of opts.routes ?? []) {
       const r = await route(parts, req, client);
@@ -81,16 +89,31 @@ export function createHttpApp(opts: HttpAppOptions): (req: HttpRequest) => Promi
     if (parts.length === 0) return index(req, opts.files, base, server);
     const resolved = await opts.files.resolve(parts, client);
     if (resolved.kind === "missing") return { ...simple(404, "not found"), mac: resolved.mac, note: resolved.reason };
+    if (resolved.kind === "forbidden") return { ...simple(403, "forbidden"), mac: resolved.mac, note: resolved.reason, what: resolved.what };
     if (resolved.kind === "directory") {
       if (!path.endsWith("/")) return simple(301, "moved", { location: `${path}/` });
       return listing(req, resolved.image.tree.list(resolved.info.path), path, base, server);
     }
     const generated = resolved.data.local === undefined && resolved.what !== "file";
-    return fileResponse(req, resolved.data, { ...base, mac: resolved.mac, note: resolved.what === "file" ? undefined : resolved.what }, server, contentType(path), generated);
+    return { ...fileResponse(req, resolved.data, { ...base, mac: resolved.mac, note: resolved.what === "file" ? undefined : resolved.what }, server, contentType(path), generated), what: resolved.what };
   };
 }
 
 /** Content types that matter to firmware: edk2's HTTP boot goes by application/efi or the .efi extension. */
+/** A small answer with its Content-Length (text, JSON, metrics), for the API and errors. */
+export function textResponse(req: HttpRequest, status: number, text: string, type = "text/plain; charset=utf-8", extra: Partial<HttpResponse> = {}): HttpResponse {
+  const bytes = new TextEncoder().encode(text);
+  return {
+    status,
+    headers: { "content-type": type, "content-length": String(bytes.length), "cache-control": "no-store", server: "netboot" },
+    body: req.method === "HEAD" ? undefined : { kind: "bytes", bytes },
+    path: req.target.split("?")[0]!,
+    mac: undefined,
+    note: undefined,
+    ...extra,
+  };
+}
+
 export function contentType(path: string): string {
   const ext = path.slice(path.lastIndexOf(".") + 1).toLowerCase();
   switch (ext) {

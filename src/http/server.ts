@@ -34,6 +34,8 @@ export interface AccessEntry {
   note: string | undefined;
   /** How the body was delimited when it was not by Content-Length (never, for our own answers). */
   framing?: "chunked" | "close-delimited" | undefined;
+  /** What was answered ("boot.cfg", "file"…): from the app's response. */
+  what?: string | undefined;
 }
 
 export interface HttpServerHandle {
@@ -43,6 +45,23 @@ export interface HttpServerHandle {
 }
 
 const STREAM_CHUNK = 1 << 20;
+/** The largest request body read (an installer's log sent to failed_url). */
+const MAX_BODY = 4 * 1024 * 1024;
+
+/** A node:http request's body, at most `limit` bytes (the rest is not read). */
+function readNodeBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    req.on("data", (c: Buffer) => {
+      if (n >= limit) return;
+      chunks.push(c.subarray(0, limit - n));
+      n += Math.min(c.length, limit - n);
+    });
+    req.on("end", () => resolve(new Uint8Array(Buffer.concat(chunks))));
+    req.on("error", reject);
+  });
+}
 
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
   const forced = process.env.NETBOOT_HTTP_EDGE;
@@ -93,13 +112,15 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
       development: false,
       // Large ESXi modules over slow links: never cut a transfer for idleness below the TCP timeouts.
       idleTimeout: 120,
+      // Request bodies are only the installer's log on failed_url.
+      maxRequestBodySize: MAX_BODY,
       async fetch(req, srv) {
         const url = req.url;
         const at = url.indexOf("/", url.indexOf("//") + 2);
         const target = at < 0 ? "/" : url.slice(at);
         const client = stripV4Mapped(srv.requestIP(req)?.address);
-        const res = await opts.app({ method: req.method, target, header: (n) => req.headers.get(n), remoteAddress: client });
-        const entry: AccessEntry = { client: client ?? "?", method: req.method, path: res.path, status: res.status, bytes: bodyLength(res.body), mac: res.mac, note: res.note };
+        const res = await opts.app({ method: req.method, target, header: (n) => req.headers.get(n), remoteAddress: client, body: async (limit) => new Uint8Array(await req.arrayBuffer()).subarray(0, limit) });
+        const entry: AccessEntry = { client: client ?? "?", method: req.method, path: res.path, status: res.status, bytes: bodyLength(res.body), mac: res.mac, note: res.note, what: res.what };
         let body: Uint8Array | Blob | null;
         try {
           body = await bunBody(res.body, opts.cache);
@@ -210,13 +231,14 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
         return Array.isArray(v) ? v.join(", ") : v;
       },
       remoteAddress: client,
+      body: (limit) => readNodeBody(req, Math.min(limit, MAX_BODY)),
     });
   } catch (err) {
     opts.log.warn(`request failed: ${(err as Error).message}`);
     res.writeHead(500, { "content-type": "text/plain" }).end("internal error\n");
     return;
   }
-  const entry: AccessEntry = { client: client ?? "?", method: req.method ?? "?", path: response.path, status: response.status, bytes: 0, mac: response.mac, note: response.note };
+  const entry: AccessEntry = { client: client ?? "?", method: req.method ?? "?", path: response.path, status: response.status, bytes: 0, mac: response.mac, note: response.note, what: response.what };
   const body = response.body;
   // Before answering, have the bytes of a cached file, or the first chunk of a file that is not local: a
   // failing source (a URL that went away or changed) then gives a 503, not a cut 200.

@@ -45,7 +45,9 @@ export interface TftpServerOptions {
   runtime?: "bun" | "node";
   /** "auto" (default): the worker engine where it runs (Linux, Bun), else the event loop. */
   engine?: "auto" | "event-loop" | "worker";
-  onTransfer?: (e: TransferEvent) => void;
+  onTransfer?: (e: TransferEvent & { what?: string | undefined }) => void;
+  /** A transfer starts (after the options are agreed). */
+  onStart?: (spec: TransferSpec) => void;
   /** The OS whose socket limits apply (tests); process.platform by default. */
   platform?: string;
   /** Socket factory for the event-loop engine (tests hand in sockets whose sends fail). */
@@ -115,6 +117,7 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     const resolved = await opts.files.resolve(checked.parts, hint);
     if (resolved.kind === "missing") return reject(ErrorCode.FileNotFound, "file not found", `not found (${resolved.reason})`);
     if (resolved.kind === "directory") return reject(ErrorCode.FileNotFound, "file not found", "is a directory");
+    if (resolved.kind === "forbidden") return reject(ErrorCode.AccessViolation, "access violation", `refused: ${resolved.reason}`);
 
     let data: FileData = resolved.data;
     let bytes: Uint8Array | undefined;
@@ -139,10 +142,11 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
       `${client} RRQ ${pkt.filename}: ${data.size} bytes, blksize ${granted.blksize}, windowsize ${granted.windowsize}` +
         (granted.oack.size ? ` (OACK ${[...granted.oack].map(([k, v]) => `${k}=${v}`).join(" ")})` : ""),
     );
+    opts.onStart?.(spec);
     await engine.start(spec, (e) => {
       if (e.outcome === "failed") opts.log.warn(transferLine(e));
       else opts.log.info(transferLine(e));
-      opts.onTransfer?.(e);
+      opts.onTransfer?.({ ...e, what: resolved.what });
     });
   }
 

@@ -1,0 +1,117 @@
+/**
+ * The host book: which machines netboot knows and what each gets (image, mode, kickstart and its
+ * variables), built from a lab file or from the command line. `lookup(mac)` is what every protocol asks,
+ * through the registry's snapshot and the one boot policy. With a list, a machine that is not on it gets
+ * no boot answer (deny by default); without one, every machine boots, interactively unless --allow-any
+ * hands everyone the kickstart.
+ */
+import { readFileSync } from "node:fs";
+import { DEFAULT_KICKSTART } from "../boot/kickstart.ts";
+import { ConfigError } from "../errors.ts";
+import type { Mac } from "../wire/mac.ts";
+import type { HostMode, KickstartSpec, LabFile, VarSpec } from "./lab.ts";
+
+export interface KickstartSource {
+  /** "default", or the template's path. */
+  name: string;
+  text: string;
+}
+
+export interface HostEntry {
+  mac: Mac;
+  hostname: string | undefined;
+  ip: string | undefined;
+  image: string;
+  mode: HostMode;
+  kickstart: KickstartSource | undefined;
+  /** The host's variables (defaults' first, then its own), secrets resolved. */
+  vars: Readonly<Record<string, string>>;
+  /** Names whose values are secrets (from { env } or { file }): never shown, logged or sent in an event. */
+  secrets: ReadonlySet<string>;
+  /** Where the host is listed ("lab.yaml:12:5", "--allow"). */
+  at: string;
+}
+
+export interface HostBook {
+  /** A list decides who boots: unlisted machines are denied (or get the interactive installer). */
+  readonly listed: boolean;
+  readonly unlisted: "deny" | "interactive" | "kickstart";
+  readonly hosts: readonly HostEntry[];
+  /** What an unlisted machine gets when it boots at all (image, and with --allow-any the kickstart). */
+  readonly fallback: { image: string; kickstart: KickstartSource | undefined };
+  lookup(mac: Mac): HostEntry | undefined;
+}
+
+export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: NodeJS.ProcessEnv = process.env): HostBook {
+  const defaultImage = lab.defaults.image ?? imageNames[0]!;
+  const templates = new Map<string, KickstartSource>();
+  const template = (ks: KickstartSpec | undefined): KickstartSource | undefined => {
+    if (!ks) return undefined;
+    const key = ks.kind === "default" ? "default" : ks.path;
+    let t = templates.get(key);
+    if (!t) {
+      t = { name: key, text: ks.kind === "default" ? DEFAULT_KICKSTART : readText(ks.path, "kickstart") };
+      templates.set(key, t);
+    }
+    return t;
+  };
+  const hosts = lab.hosts.map((h): HostEntry => {
+    const { vars, secrets } = resolveVars({ ...lab.defaults.vars, ...h.vars }, `${h.at}: ${h.hostname ?? h.mac}`, env);
+    return {
+      mac: h.mac,
+      hostname: h.hostname,
+      ip: h.ip,
+      image: h.image ?? defaultImage,
+      mode: h.mode ?? lab.defaults.mode ?? "once",
+      kickstart: template(h.kickstart ?? lab.defaults.kickstart),
+      vars,
+      secrets,
+      at: h.at,
+    };
+  });
+  return makeBook(true, lab.allowUnlisted === "interactive" ? "interactive" : "deny", hosts, { image: defaultImage, kickstart: undefined });
+}
+
+/**
+ * Without a lab file: --allow MAC,… lists the machines (mode once, the --ks kickstart); --allow-any lets
+ * every machine have the kickstart, as before there were lists. --ks alone is refused by the caller.
+ */
+export function bookFromFlags(opts: { allow: readonly Mac[]; allowAny: boolean; ks: string | undefined; image: string }): HostBook {
+  const kickstart = opts.ks ? { name: opts.ks, text: readText(opts.ks, "--ks") } : undefined;
+  const hosts = opts.allow.map((mac): HostEntry => ({ mac, hostname: undefined, ip: undefined, image: opts.image, mode: "once", kickstart, vars: {}, secrets: new Set(), at: "--allow" }));
+  if (opts.allowAny) return makeBook(false, "kickstart", hosts, { image: opts.image, kickstart });
+  return makeBook(hosts.length > 0, hosts.length > 0 ? "deny" : "interactive", hosts, { image: opts.image, kickstart: undefined });
+}
+
+// --- internal ---
+
+function makeBook(listed: boolean, unlisted: HostBook["unlisted"], hosts: HostEntry[], fallback: HostBook["fallback"]): HostBook {
+  const byMac = new Map(hosts.map((h) => [h.mac, h]));
+  return { listed, unlisted, hosts, fallback, lookup: (mac) => byMac.get(mac) };
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError("E_KS", `${what} ${path}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
+  }
+}
+
+function resolveVars(specs: Record<string, VarSpec>, who: string, env: NodeJS.ProcessEnv): { vars: Record<string, string>; secrets: Set<string> } {
+  const vars: Record<string, string> = {};
+  const secrets = new Set<string>();
+  for (const [name, spec] of Object.entries(specs)) {
+    if ("value" in spec) vars[name] = spec.value;
+    else if ("env" in spec) {
+      const v = env[spec.env];
+      if (v === undefined) throw new ConfigError("E_LAB_VAR", `${who}: vars.${name}: the environment variable ${spec.env} is not set`);
+      vars[name] = v;
+      secrets.add(name);
+    } else {
+      vars[name] = readText(spec.file, `vars.${name}`).replace(/\r?\n$/, "");
+      secrets.add(name);
+    }
+  }
+  return { vars, secrets };
+}

@@ -1,0 +1,313 @@
+/**
+ * The host registry: where each machine is, fed by the event bus, persisted in STATE_DIR/hosts.json (written
+ * whole and renamed on every phase change), so a `once` host that reported done boots from disk after a
+ * restart too. Phases of one install, in order:
+ *
+ *   offered     a DHCP/proxyDHCP/BSDP answer told it where to boot from
+ *   loader      it fetched its first stage (iPXE, or the ESXi loader itself)
+ *   bootcfg     it fetched its boot.cfg (BIOS: its disc image)
+ *   modules     the kernel and modules are flowing
+ *   kickstart   the installer is up (it asked DHCP as a plain client, or for its kickstart)
+ *   installing  it has its kickstart
+ *   done        the kickstart's %post called done_url          | failed: failed_url, with the log
+ *
+ * It also gives the policy its snapshot of a host (boot/policy.ts HostSnapshot): listed or not, which image,
+ * whether it is armed (gets a kickstart) or boots from its disk.
+ */
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { HostSnapshot } from "../boot/policy.ts";
+import type { EventBus, NetbootEvent } from "../events.ts";
+import type { Logger } from "../log.ts";
+import { ensureStateDir, writeFileAtomic } from "../state/atomic.ts";
+import { tryParseMac, type Mac } from "../wire/mac.ts";
+import type { HostBook, HostEntry } from "./book.ts";
+
+export const PHASES = ["offered", "loader", "bootcfg", "modules", "kickstart", "installing", "done", "failed"] as const;
+export type Phase = (typeof PHASES)[number];
+
+export interface HostState {
+  mac: Mac;
+  listed: boolean;
+  phase: Phase | undefined;
+  phaseSince: number | undefined;
+  ip: string | undefined;
+  firmware: string | undefined;
+  /** Bytes served to it since its install started. */
+  bytes: number;
+  lastSeen: number | undefined;
+  /** The last thing it did, in words ("GET /esxi/b.b00 200"). */
+  lastEvent: string | undefined;
+  startedAt: number | undefined;
+  doneAt: number | undefined;
+  failedAt: number | undefined;
+  failure: string | undefined;
+  /** What a denied or local-booting machine was told, for the operator. */
+  answered: string | undefined;
+}
+
+/** At most this many unlisted machines are remembered; the ones seen longest ago go first. */
+const MAX_UNLISTED = 1024;
+
+interface Persisted {
+  version: 1;
+  hosts: Record<string, { phase?: Phase; startedAt?: number; doneAt?: number; failedAt?: number; failure?: string; token: string }>;
+}
+
+export class HostRegistry {
+  readonly book: HostBook;
+  readonly path: string;
+  readonly #dir: string;
+  readonly #bus: EventBus;
+  readonly #log: Logger;
+  readonly #states = new Map<Mac, HostState>();
+  readonly #tokens = new Map<Mac, string>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #unsubscribe: () => void;
+
+  constructor(book: HostBook, stateDir: string, bus: EventBus, log: Logger) {
+    this.book = book;
+    this.#dir = stateDir;
+    this.path = join(stateDir, "hosts.json");
+    this.#bus = bus;
+    this.#log = log;
+    for (const h of book.hosts) this.#states.set(h.mac, blank(h.mac, true));
+    this.#load();
+    // Every listed host has its callback token from the start (the kickstart carries it).
+    const missing = book.hosts.filter((h) => !this.#tokens.has(h.mac));
+    for (const h of missing) this.#tokens.set(h.mac, randomBytes(16).toString("hex"));
+    if (missing.length && book.hosts.length) this.#save();
+    this.#unsubscribe = bus.subscribe((e) => this.#observe(e));
+    // `netboot hosts rearm MAC` drops a file in STATE_DIR/rearm/ (it may run while we do).
+    this.#timer = setInterval(() => this.#applyRearms(), 2000);
+    this.#timer.unref?.();
+    this.#applyRearms();
+  }
+
+  close(): void {
+    this.#unsubscribe();
+    if (this.#timer) clearInterval(this.#timer);
+  }
+
+  /** Every machine seen or listed, listed ones first. */
+  all(): HostState[] {
+    return [...this.#states.values()].sort((a, b) => Number(b.listed) - Number(a.listed));
+  }
+
+  get(mac: Mac): HostState | undefined {
+    return this.#states.get(mac);
+  }
+
+  /** What the boot policy needs to know of this machine now. */
+  snapshot(mac: Mac): HostSnapshot {
+    const entry = this.book.lookup(mac);
+    if (!entry) {
+      if (this.book.unlisted === "deny") return { refused: this.book.listed ? "not listed (deny by default)" : "not allowed" };
+      return { image: this.book.fallback.image, kickstart: this.book.unlisted === "kickstart" && this.book.fallback.kickstart !== undefined };
+    }
+    if (entry.mode === "local") return { localBoot: "mode local: boots from its own disk" };
+    const s = this.#states.get(mac);
+    if (entry.mode === "once" && s?.phase === "done") return { localBoot: `installed (done ${new Date(s.doneAt ?? 0).toISOString()}); netboot hosts rearm ${mac} to install again` };
+    return { image: entry.image, kickstart: entry.kickstart !== undefined };
+  }
+
+  /** A host gets its kickstart only while armed: listed (or --allow-any), not local, not done in once mode. */
+  armed(mac: Mac): { entry: HostEntry | undefined; why: string | undefined } {
+    const snap = this.snapshot(mac);
+    const entry = this.book.lookup(mac);
+    if (snap.refused) return { entry, why: snap.refused };
+    if (snap.localBoot) return { entry, why: snap.localBoot };
+    if (!snap.kickstart) return { entry, why: "no kickstart for it (interactive install)" };
+    return { entry, why: undefined };
+  }
+
+  /** The host's callback token (made once, kept in the state file). */
+  token(mac: Mac): string {
+    let t = this.#tokens.get(mac);
+    if (!t) {
+      t = randomBytes(16).toString("hex");
+      this.#tokens.set(mac, t);
+      this.#save();
+    }
+    return t;
+  }
+
+  checkToken(mac: Mac, token: string | null | undefined): boolean {
+    const want = this.#tokens.get(mac);
+    if (!want || !token || token.length !== want.length) return false;
+    return timingSafeEqual(Buffer.from(want), Buffer.from(token));
+  }
+
+  /** The kickstart's %post said the install finished. */
+  done(mac: Mac): void {
+    const s = this.#state(mac);
+    const now = Date.now();
+    s.doneAt = now;
+    s.failedAt = undefined;
+    s.failure = undefined;
+    this.#phase(s, "done");
+    this.#bus.emit({ type: "host.done", mac, ip: s.ip, hostname: this.book.lookup(mac)?.hostname, seconds: s.startedAt ? (now - s.startedAt) / 1000 : undefined });
+  }
+
+  failed(mac: Mac, reason: string, log?: Uint8Array): void {
+    const s = this.#state(mac);
+    s.failedAt = Date.now();
+    s.failure = reason;
+    if (log?.length) {
+      mkdirSync(join(this.#dir, "logs"), { recursive: true });
+      writeFileSync(join(this.#dir, "logs", `${mac.replaceAll(":", "-")}-failed.log`), log);
+    }
+    this.#phase(s, "failed");
+    this.#bus.emit({ type: "host.failed", mac, ip: s.ip, hostname: this.book.lookup(mac)?.hostname, reason });
+  }
+
+  /** Arms a host again: its next network boot installs. */
+  rearm(mac: Mac): void {
+    const s = this.#state(mac);
+    Object.assign(s, { phase: undefined, phaseSince: undefined, doneAt: undefined, failedAt: undefined, failure: undefined, startedAt: undefined, bytes: 0 });
+    this.#save();
+    this.#log.info(`${mac}: armed again; its next network boot installs`);
+  }
+
+  /** A denied or local-booting machine: what it was told (the first time per MAC goes to the log). */
+  note(mac: Mac, answered: string): void {
+    const s = this.#state(mac);
+    if (s.answered !== answered) this.#log.info(`${mac}${s.listed ? "" : " (unlisted)"}: ${answered}`);
+    s.answered = answered;
+    s.lastSeen = Date.now();
+  }
+
+  // --- internal ---
+
+  #state(mac: Mac): HostState {
+    let s = this.#states.get(mac);
+    if (!s) {
+      s = blank(mac, false);
+      this.#states.set(mac, s);
+      const unlisted = [...this.#states.values()].filter((x) => !x.listed);
+      if (unlisted.length > MAX_UNLISTED) {
+        const oldest = unlisted.reduce((a, b) => ((a.lastSeen ?? 0) <= (b.lastSeen ?? 0) ? a : b));
+        this.#states.delete(oldest.mac);
+      }
+    }
+    return s;
+  }
+
+  #observe(e: NetbootEvent): void {
+    if (!e.mac || e.type.startsWith("host.")) return;
+    const s = this.#state(e.mac);
+    s.lastSeen = Date.now();
+    if (e.ip && e.ip !== "0.0.0.0") s.ip = e.ip;
+    switch (e.type) {
+      case "dhcp.request":
+        if (e.firmware) s.firmware = e.firmware;
+        s.lastEvent = `DHCP ${e.message}${e.answer ? ` → ${e.answer}` : e.ignored ? ` (ignored: ${e.ignored})` : ""}`;
+        if (e.file && e.answer) {
+          // A boot file handed out: a new install starts, unless this one is under way.
+          if (!s.phase || s.phase === "done" || s.phase === "failed" || (PHASES.indexOf(s.phase) >= PHASES.indexOf("kickstart") && e.firmware !== "ipxe")) {
+            s.startedAt = Date.now();
+            s.bytes = 0;
+            s.doneAt = undefined;
+            s.failedAt = undefined;
+            s.failure = undefined;
+            this.#phase(s, "offered");
+          }
+        } else if (!e.file && s.phase === "modules" && (e.firmware === "unknown" || e.firmware === undefined)) {
+          this.#phase(s, "kickstart"); // the installer's own DHCP
+        }
+        break;
+      case "bsdp.request":
+        s.firmware = "apple";
+        s.lastEvent = `BSDP ${e.message}${e.answer ? ` → ${e.answer}` : ""}`;
+        break;
+      case "tftp.end":
+      case "http.end": {
+        const ok = e.type === "tftp.end" ? e.outcome === "sent" : e.status === 200 || e.status === 206;
+        s.bytes += e.bytes;
+        s.lastEvent = e.type === "tftp.end" ? `TFTP ${e.file} ${e.outcome}` : `${e.method} ${e.path} ${e.status}`;
+        if (!ok || !e.what) break;
+        const to = phaseOf(e.what);
+        if (to && s.phase && PHASES.indexOf(to) > PHASES.indexOf(s.phase) && s.phase !== "done" && s.phase !== "failed") this.#phase(s, to);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  #phase(s: HostState, phase: Phase): void {
+    if (s.phase === phase) return;
+    const previous = s.phase;
+    s.phase = phase;
+    s.phaseSince = Date.now();
+    if (s.listed) this.#save();
+    this.#bus.emit({ type: "host.phase", mac: s.mac, ip: s.ip, phase, previous, hostname: this.book.lookup(s.mac)?.hostname });
+  }
+
+  #load(): void {
+    if (!existsSync(this.path)) return;
+    let data: Partial<Persisted>;
+    try {
+      data = JSON.parse(readFileSync(this.path, "utf8")) as Partial<Persisted>;
+    } catch (err) {
+      this.#log.warn(`${this.path} is unreadable (${(err as Error).message}); starting with every host armed`);
+      return;
+    }
+    for (const [m, v] of Object.entries(data.hosts ?? {})) {
+      const mac = tryParseMac(m);
+      if (!mac || !v) continue;
+      if (typeof v.token === "string") this.#tokens.set(mac, v.token);
+      const s = this.#states.get(mac);
+      if (!s) continue; // no longer listed: forgotten
+      s.phase = PHASES.includes(v.phase as Phase) ? v.phase : undefined;
+      s.startedAt = v.startedAt;
+      s.doneAt = v.doneAt;
+      s.failedAt = v.failedAt;
+      s.failure = v.failure;
+    }
+  }
+
+  #save(): void {
+    const out: Persisted = { version: 1, hosts: {} };
+    for (const [mac, token] of this.#tokens) {
+      const s = this.#states.get(mac);
+      out.hosts[mac] = { token, phase: s?.phase, startedAt: s?.startedAt, doneAt: s?.doneAt, failedAt: s?.failedAt, failure: s?.failure };
+    }
+    ensureStateDir(this.#dir);
+    writeFileAtomic(this.path, JSON.stringify(out, null, 1));
+  }
+
+  #applyRearms(): void {
+    const dir = join(this.#dir, "rearm");
+    if (!existsSync(dir)) return;
+    for (const f of readdirSync(dir)) {
+      const mac = tryParseMac(f.replaceAll("-", ":"));
+      rmSync(join(dir, f), { force: true });
+      if (mac) this.rearm(mac);
+    }
+  }
+}
+
+/** Asks a running (or the next) server to arm a host again: a file in STATE_DIR/rearm/. */
+export function requestRearm(stateDir: string, mac: Mac): string {
+  const dir = join(stateDir, "rearm");
+  mkdirSync(dir, { recursive: true });
+  const f = join(dir, mac.replaceAll(":", "-"));
+  writeFileSync(f, `${new Date().toISOString()}\n`);
+  return f;
+}
+
+/** What a file's kind (the boot namespace's `what`) says about the host's phase. */
+function phaseOf(what: string): Phase | undefined {
+  if (what === "boot.cfg") return "bootcfg";
+  if (what.startsWith("disc image")) return "modules";
+  if (what === "ks.cfg") return "installing";
+  if (what === "file") return "modules";
+  if (what.startsWith("iPXE") || what === "EFI loader") return "loader";
+  return undefined;
+}
+
+function blank(mac: Mac, listed: boolean): HostState {
+  return { mac, listed, phase: undefined, phaseSince: undefined, ip: undefined, firmware: undefined, bytes: 0, lastSeen: undefined, lastEvent: undefined, startedAt: undefined, doneAt: undefined, failedAt: undefined, failure: undefined, answered: undefined };
+}
