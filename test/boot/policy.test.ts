@@ -14,12 +14,12 @@ const esxi = (arm64 = false): BootImage =>
     esxi: { biosCfg: { lines: [], crlf: false }, efiLoader: "/EFI/BOOT/BOOTX64.EFI", arm64Loader: arm64 ? "/EFI/BOOT/BOOTAA64.EFI" : undefined, biosLoader: "/MBOOT.C32", displayName: "ESXi 8.0.2 (22380479)" },
   }) as unknown as BootImage;
 
-const cfg = (over: Partial<PolicyConfig> = {}): PolicyConfig => ({
-  image: esxi(),
+const cfg = (over: Partial<PolicyConfig> & { image?: BootImage } = {}): PolicyConfig => ({
+  images: [over.image ?? esxi()],
   httpBase: "http://10.0.0.1",
   ipxe: { undionly: true, snponly: true },
   noIpxe: false,
-  ...over,
+  ...Object.fromEntries(Object.entries(over).filter(([k]) => k !== "image")),
 });
 
 const client = (over: Partial<BootClient>): BootClient => ({
@@ -54,10 +54,10 @@ describe("boot policy: every row", () => {
     ["32-bit UEFI → ignore", pxe(6), cfg(), { action: "ignore", reason: "32-bit UEFI client: ESXi has no loader for it" }],
     ["unknown architecture → ignore", pxe(42), cfg(), { action: "ignore", reason: "unknown client architecture 42" }],
     ["a plain DHCP client (no PXE vendor class) → ignore", client({ vendorClass: "udhcp 1.35.0" }), cfg(), { action: "ignore" }],
-    ["a MAC the gate refuses → ignore with its reason", pxe(7), cfg({ gate: () => "not on the allowlist" }), { action: "ignore", reason: "not on the allowlist" }],
+
     ["Intel Mac (BSDP vendor class) → iPXE snponly.efi", client({ vendorClass: "AAPLBSDPC/i386/iMac14,3" }), cfg(), { action: "boot", firmware: "apple", file: "ipxe/snponly.efi" }],
   ])("%s", (_name, c, config, want) => {
-    expect(decideBoot(c, config)).toMatchObject(want);
+    expect(decideBoot(c, {}, config)).toMatchObject(want);
   });
 
   test.each<[string, BootClient, PolicyConfig, HostSnapshot, object]>([
@@ -67,20 +67,32 @@ describe("boot policy: every row", () => {
     ["--secure-boot leaves BIOS on iPXE", pxe(0), cfg({ secureBoot: true }), {}, { file: "ipxe/undionly.kpxe" }],
     ["a remembered host's iPXE DHCP still gets the script", fixture("ipxe-efi-discover"), cfg(), { signedLoader: "x" }, { file: "http://10.0.0.1/boot.ipxe" }],
   ])("%s", (_name, c, config, host, want) => {
-    expect(decideBoot(c, config, host)).toMatchObject(want);
+    expect(decideBoot(c, host, config)).toMatchObject(want);
+  });
+
+  test.each<[string, BootClient, HostSnapshot, object]>([
+    ["a machine not on the list → ignore with the reason (every protocol: no boot answer)", pxe(7), { refused: "not listed (deny by default)" }, { action: "ignore", reason: "not listed (deny by default)" }],
+    ["mode local → boot from its own disk", pxe(7), { localBoot: "mode local" }, { action: "local", reason: "mode local" }],
+    ["once and done → boot from its own disk, also for its iPXE", fixture("ipxe-efi-discover"), { localBoot: "installed" }, { action: "local" }],
+    ["the host's own image", pxe(7), { image: "esxi7" }, { action: "boot", image: { name: "esxi7" } }],
+    ["an unknown image name → the first image", pxe(7), { image: "nope" }, { action: "boot", image: { name: "esxi" } }],
+    ["a plain DHCP client is still not a boot request, listed or not", client({ vendorClass: "udhcp 1.35.0" }), { localBoot: "x" }, { action: "ignore" }],
+  ])("%s", (_name, c, host, want) => {
+    const config = { ...cfg(), images: [esxi(), { ...esxi(), name: "esxi7" } as BootImage] };
+    expect(decideBoot(c, host, config)).toMatchObject(want);
   });
 
   test("BIOS clients are not sent iPXE for an image they cannot boot", () => {
     const dir = { ...esxi(), tree: {} } as unknown as BootImage;
-    expect(decideBoot(pxe(0), cfg({ image: dir }))).toMatchObject({ action: "ignore", reason: expect.stringContaining("is a directory") });
+    expect(decideBoot(pxe(0), {}, cfg({ image: dir }))).toMatchObject({ action: "ignore", reason: expect.stringContaining("is a directory") });
     const noTorito = { ...esxi(), tree: { disc: { bootable: false } } } as unknown as BootImage;
-    expect(decideBoot(pxe(0), cfg({ image: noTorito }))).toMatchObject({ action: "ignore", reason: expect.stringContaining("no El Torito") });
+    expect(decideBoot(pxe(0), {}, cfg({ image: noTorito }))).toMatchObject({ action: "ignore", reason: expect.stringContaining("no El Torito") });
   });
 
   test("the policy is pure: the same answer every time it is asked", () => {
     const c = fixture("ovmf-pxe-discover");
-    const a = decideBoot(c, cfg());
-    for (let i = 0; i < 5; i++) expect(decideBoot(c, cfg())).toEqual(a);
+    const a = decideBoot(c, {}, cfg());
+    for (let i = 0; i < 5; i++) expect(decideBoot(c, {}, cfg())).toEqual(a);
   });
 
   test("firmware names", () => {

@@ -27,7 +27,8 @@ function config(over: Partial<BsdpConfig> = {}): BsdpConfig & { seen: string[] }
     images: [{ id: IMAGE, name: "ESXi 8.0.2 (22380479)" }],
     defaultImage: IMAGE,
     priority: 0x8000,
-    bootFile: "ipxe/snponly.efi",
+    // The boot policy's Mac row, as the app hands it in.
+    decide: (c) => ({ action: "boot", firmware: "apple", image: undefined as never, transport: "tftp", file: "ipxe/snponly.efi", vendorClass: "PXEClient", why: `Mac ${c.mac}` }),
     selections: { get: (m) => map.get(m), set: (m, id) => void map.set(m, id), delete: (m) => void map.delete(m) },
     onMac: (mac, address) => void seen.push(`${mac}@${address ?? "-"}`),
     foldIntoOffers: false,
@@ -109,8 +110,12 @@ describe("INFORM[LIST] → ACK[LIST]", () => {
     expect(o.defaultImage).toBe(IMAGE);
   });
 
-  test("a refused Mac (allowlist) gets nothing, and not a PXE answer either", () => {
-    expect(ignored(run(bsdpResponder(config({ refuse: () => "not on the allowlist" })), list()))).toBe("not on the allowlist");
+  test("a refused Mac (not listed) gets nothing, and not a PXE answer either", () => {
+    expect(ignored(run(bsdpResponder(config({ decide: () => ({ action: "ignore", firmware: "apple", reason: "not listed (deny by default)" }) })), list()))).toBe("not listed (deny by default)");
+  });
+
+  test("a Mac that boots from its own disk gets no image list", () => {
+    expect(ignored(run(bsdpResponder(config({ decide: () => ({ action: "local", firmware: "apple", reason: "installed" }) })), list()))).toBe("boots from its own disk: installed");
   });
 
   test("non-BSDP packets are not its business", () => {

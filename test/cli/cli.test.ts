@@ -18,13 +18,14 @@ describe("help and version", () => {
   test("--help lists every command; each command has its own --help", async () => {
     const r = await cli(["--help"]);
     expect(r.code).toBe(0);
-    for (const c of ["serve", "demo", "ls", "cat", "bootcfg"]) expect(r.stdout).toContain(c);
+    for (const c of ["serve", "demo", "ls", "cat", "bootcfg", "check", "hosts"]) expect(r.stdout).toContain(c);
     const expectations: Record<string, string[]> = {
-      serve: ["--secure-boot", "--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt", "--no-tftp", "--tftp-port", "--tftp-max-blksize", "--tftp-max-windowsize", "--cache-mem", "--iface", "--dhcp", "--pool", "--router", "--dns", "--domain", "--lease-time", "--reserve", "--force", "--state-dir", "--no-ipxe", "--ipxe-dir", "--no-bsdp", "--bsdp-priority", "--mac-bootfile"],
+      serve: ["--config", "--allow", "--allow-any", "--json", "--until-done", "--timeout", "--secure-boot", "--ip", "--bind", "--http-port", "--name", "--ks", "--keep-cdromboot", "--kernelopt", "--no-tftp", "--tftp-port", "--tftp-max-blksize", "--tftp-max-windowsize", "--cache-mem", "--iface", "--dhcp", "--pool", "--router", "--dns", "--domain", "--lease-time", "--reserve", "--force", "--state-dir", "--no-ipxe", "--ipxe-dir", "--no-bsdp", "--bsdp-priority", "--mac-bootfile"],
       demo: ["--http-port", "--mac", "--serve", "--route"],
       ls: ["SOURCE", "--recursive"],
       cat: ["SOURCE", "PATH"],
       bootcfg: ["--server", "--mac", "--ks", "--bios", "--route"],
+      check: ["--config", "--print-default-ks"],
     };
     for (const [cmd, flags] of Object.entries(expectations)) {
       const h = await cli([cmd, "--help"]);

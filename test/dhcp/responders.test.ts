@@ -14,8 +14,8 @@ import { readHexFixture } from "../helpers/hex.ts";
 const ip = parseIPv4;
 const SERVER = ip("10.77.0.1");
 const image = { name: "esxi", esxi: { efiLoader: "/EFI/BOOT/BOOTX64.EFI", arm64Loader: undefined, displayName: "ESXi" } } as unknown as BootImage;
-const policy: PolicyConfig = { image, httpBase: "http://10.77.0.1", ipxe: { undionly: true, snponly: true }, noIpxe: false };
-const decide = (c: ReturnType<typeof bootClientFromDhcp>) => decideBoot(c, policy);
+const policy: PolicyConfig = { images: [image], httpBase: "http://10.77.0.1", ipxe: { undionly: true, snponly: true }, noIpxe: false };
+const decide = (c: ReturnType<typeof bootClientFromDhcp>) => decideBoot(c, {}, policy);
 
 function local(): ScopedPool {
   const subnet = subnetOf(SERVER, 24);

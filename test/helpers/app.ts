@@ -1,6 +1,7 @@
 /** Starts the whole app on loopback for a test, with a capturing logger. */
 import { join } from "node:path";
-import { startApp, type AppHandle, type AppHooks } from "../../src/app.ts";
+import { startApp, type AppHandle } from "../../src/app.ts";
+import type { TransferEvent } from "../../src/tftp/engine.ts";
 import type { ServeConfig } from "../../src/config.ts";
 import { makeConfig, validateServeConfig } from "../../src/config.ts";
 import { tempDir as tempDirSync } from "./tools.ts";
@@ -13,29 +14,45 @@ export interface TestApp extends AppHandle {
   url(path: string): string;
 }
 
+/** Runtime choices and observers for a test (they map onto config settings and the event bus). */
+export interface TestHooks {
+  httpRuntime?: "bun" | "node";
+  udpRuntime?: "bun" | "node";
+  tftpEngine?: "auto" | "event-loop" | "worker";
+  onTftpTransfer?: (e: Pick<TransferEvent, "client" | "file" | "outcome" | "bytes" | "reason">) => void;
+}
+
 export async function startTestApp(
-  over: Partial<Omit<ServeConfig, "boot" | "tftp" | "dhcp" | "ipxe">> & {
+  over: Partial<Omit<ServeConfig, "boot" | "tftp" | "dhcp" | "ipxe" | "images">> & {
+    source?: string;
+    name?: string;
     boot?: Partial<ServeConfig["boot"]>;
     tftp?: Partial<ServeConfig["tftp"]>;
     dhcp?: Partial<ServeConfig["dhcp"]>;
     ipxe?: Partial<ServeConfig["ipxe"]>;
   } = {},
-  hooks: AppHooks = {},
+  hooks: TestHooks = {},
 ): Promise<TestApp> {
   const log = memoryLogger();
+  const { source, ...rest } = over;
   const config = validateServeConfig(
-    makeConfig(over.source ?? sampleIso, over.ip ?? "127.0.0.1", {
-      ...over,
+    makeConfig(source ?? sampleIso, over.ip ?? "127.0.0.1", {
+      ...rest,
       name: over.name ?? "esxi",
       bind: over.bind ?? "127.0.0.1",
-      http: over.http ?? { port: 0 },
+      http: { port: 0, edge: hooks.httpRuntime, ...over.http },
       cacheMem: over.cacheMem ?? 0,
-      tftp: { enabled: false, port: 0, ...over.tftp },
+      tftp: { enabled: false, port: 0, engine: hooks.tftpEngine, ...over.tftp },
+      udp: hooks.udpRuntime,
       dhcp: { mode: "off", ...over.dhcp },
       stateDir: over.stateDir ?? tempDirSync("state-"),
+      // A kickstart for every machine, as before there were host lists (tests that list hosts say so).
+      hosts: over.hosts ?? { allow: [], allowAny: over.boot?.ks !== undefined },
     }),
   );
-  const app = await startApp(config, log, hooks);
+  const app = await startApp(config, log);
+  const onEnd = hooks.onTftpTransfer;
+  if (onEnd) app.bus.subscribe((e) => e.type === "tftp.end" && onEnd({ client: e.client, file: e.file, outcome: e.outcome as TransferEvent["outcome"], bytes: e.bytes, reason: e.reason }));
   return Object.assign(app, { logs: log.lines, url: (p: string) => `${app.httpBase}${p}` });
 }
 

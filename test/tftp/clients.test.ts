@@ -44,7 +44,7 @@ const engines = [
 for (const [engineName, hooks] of engines) {
   describe(`TFTP, ${engineName}`, () => {
     let app: TestApp;
-    const events: TransferEvent[] = [];
+    const events: Array<Pick<TransferEvent, "client" | "file" | "outcome" | "bytes" | "reason">> = [];
     beforeAll(async () => {
       app = await startTestApp({ source: iso, cacheMem: 64 << 20, tftp: { enabled: true, port: 0 } }, { ...hooks, onTftpTransfer: (e) => events.push(e) });
     });

@@ -21,7 +21,7 @@ const rrq = (filename: string, options: Record<string, string> = {}, mode = "oct
 for (const engine of ["worker", "event-loop"] as const) {
   describe(`TFTP errors (${engine} engine)`, () => {
     let app: TestApp;
-    const events: TransferEvent[] = [];
+    const events: Array<Pick<TransferEvent, "client" | "file" | "outcome" | "bytes" | "reason">> = [];
     beforeAll(async () => {
       app = await startTestApp({ source: iso, tftp: { enabled: true, port: 0 } }, { tftpEngine: engine, onTftpTransfer: (e) => events.push(e) });
     });
