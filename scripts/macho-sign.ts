@@ -29,7 +29,6 @@ const CS_HASHTYPE_SHA256 = 2;
 const CS_EXECSEG_MAIN_BINARY = 0x1;
 const PAGE_SHIFT = 12;
 const PAGE = 1 << PAGE_SHIFT;
-const CPU_TYPE_ARM64 = 0x0100000c;
 
 export interface MachOLayout {
   cputype: number;
@@ -100,9 +99,10 @@ export function adhocSign(file: Uint8Array, identifier: string): Uint8Array {
   const v = new DataView(out.buffer);
   v.setUint32(layout.signatureCommand + 12, datasize, true);
   const linkeditSize = codeLimit + datasize - layout.linkedit.fileoff;
-  const segPage = layout.cputype === CPU_TYPE_ARM64 ? 0x4000 : 0x1000;
+  // __LINKEDIT's vmsize covers its file size in 4 KiB pages, as Bun's linker writes it for both
+  // architectures (the last segment: nothing is placed after it).
   v.setBigUint64(layout.linkedit.at + 48, BigInt(linkeditSize), true);
-  v.setBigUint64(layout.linkedit.at + 32, BigInt(Math.max(layout.linkedit.vmsize, Math.ceil(linkeditSize / segPage) * segPage)), true);
+  v.setBigUint64(layout.linkedit.at + 32, BigInt(Math.ceil(linkeditSize / 0x1000) * 0x1000), true);
 
   const sb = codeLimit;
   v.setUint32(sb, CSMAGIC_EMBEDDED_SIGNATURE, false);

@@ -11,7 +11,7 @@ import type { BootClient, BootDecision } from "./boot/types.ts";
 import { bsdpCatalog } from "./bsdp/catalog.ts";
 import type { BootImage as BsdpImage } from "./bsdp/options.ts";
 import { bsdpOfferExtension, bsdpResponder, type BsdpConfig } from "./bsdp/responder.ts";
-import { openSelectionStore } from "./bsdp/selections.ts";
+import { openSelectionStore, type SelectionStore } from "./bsdp/selections.ts";
 import { httpBase, type DhcpMode, type ServeConfig } from "./config.ts";
 import { LeasePool, type Lease } from "./dhcp/leases.ts";
 import { COMPACT_AFTER, openLeaseStore, type LeaseStore } from "./dhcp/lease-store.ts";
@@ -28,10 +28,10 @@ import { openTree } from "./files/open.ts";
 import { createHttpApp, type HttpRequest, type HttpResponse } from "./http/handler.ts";
 import { startHttpServer, type HttpServerHandle } from "./http/server.ts";
 import { hostsApi } from "./hosts/api.ts";
-import { bookFromFlags, bookFromLab, type HostBook, type HostEntry } from "./hosts/book.ts";
+import { bookFromFlags, bookFromLab, type HostBook } from "./hosts/book.ts";
 import type { LabFile } from "./hosts/lab.ts";
 import { HostRegistry } from "./hosts/registry.ts";
-import { openSignedLoaderMemory } from "./hosts/signed-loader.ts";
+import { openSignedLoaderMemory, type SignedLoaderMemory } from "./hosts/signed-loader.ts";
 import { kickstartVariables } from "./hosts/variables.ts";
 import type { Logger } from "./log.ts";
 import { interfaceAddress, listIPv4 } from "./net/interfaces.ts";
@@ -73,242 +73,305 @@ export interface AppOptions {
 }
 
 export async function startApp(config: ServeConfig, log: Logger, options: AppOptions = {}): Promise<AppHandle> {
-  const cleanups: Array<() => Promise<void> | void> = [];
+  const cleanups: Cleanups = [];
   const closeAll = async () => {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
   };
-  const bus = options.bus ?? new EventBus();
   try {
-    const images = await openImages(config, log, cleanups);
-    const book = buildBook(config, options.lab, images);
-    const hosts = new HostRegistry(book, config.stateDir, bus, log.child("hosts"));
-    cleanups.push(() => hosts.close());
-    describeBook(book, log);
-    const ipxe = await loadIpxe(config, log);
-    const neighbors = new Neighbors();
-    const macFirmware = new Set<Mac>();
-    const signedLoader = openSignedLoaderMemory(config.stateDir, log.child("boot"));
-    const leases = new Map<Mac, string>();
-    let bsdpSelections: ReturnType<typeof openSelectionStore> | undefined;
-    let bsdpIds: BsdpImage[] = [];
-
-    // --- HTTP: bind first, so the URLs we hand out carry the port really bound (port 0 in tests). ---
-    let app: ((req: HttpRequest) => Promise<HttpResponse>) | undefined;
-    const cache = config.cacheMem > 0 ? new ContentCache(config.cacheMem) : undefined;
-    const http = await startHttpServer({
-      cache,
-      app: (req) => {
-        bus.emit({ type: "http.start", ip: req.remoteAddress, mac: req.remoteAddress ? neighbors.lookup(req.remoteAddress) : undefined, method: req.method, path: req.target.split("?")[0]! });
-        return app ? app(req) : Promise.reject(new Error("starting up"));
-      },
-      host: config.bind,
-      port: config.http.port,
-      log: log.child("http"),
-      onRequest: (e) => {
-        // A module's path names no MAC: the address does.
-        bus.emit({ type: "http.end", ip: e.client, mac: e.mac ?? neighbors.lookup(e.client), method: e.method, path: e.path, status: e.status, bytes: e.bytes, what: e.what });
-        if (e.mac && e.path === "/boot.ipxe") signedLoader.ipxeStarted(e.mac);
-      },
-      // Bun.serve sends a stream chunked whatever Content-Length says, and mboot trusts Content-Length: a
-      // source whose bytes are not in local files (a URL) is served by node:http, which keeps the length.
-      runtime: config.http.edge ?? (images.every((i) => i.tree.local) ? undefined : "node"),
-    });
-    cleanups.push(() => http.close());
-    const base = httpBase(config.ip, http.port);
-
-    // --- the boot policy, one for every protocol, asked with the host's snapshot ---
-    const policy: PolicyConfig = {
-      images,
-      httpBase: base,
-      ipxe: { undionly: ipxe.files.has("undionly.kpxe") && !config.ipxe.disabled, snponly: ipxe.files.has("snponly.efi") && !config.ipxe.disabled },
-      noIpxe: config.ipxe.disabled,
-      secureBoot: config.boot.secureBoot,
-      macBootFile: config.bsdp.bootFile === IPXE_EFI ? undefined : config.bsdp.bootFile,
-    };
-    const snapshot = (mac: Mac): HostSnapshot => {
-      const s: HostSnapshot = { ...hosts.snapshot(mac), signedLoader: signedLoader.reason(mac) };
-      // A Mac's own choice in its picker names the image, unless the lab file gives the host one.
-      const chosen = bsdpSelections?.get(mac);
-      const picked = chosen !== undefined ? images[bsdpIds.findIndex((b) => b.id === chosen)] : undefined;
-      if (picked && !(options.lab && book.lookup(mac))) s.image = picked.name;
-      return s;
-    };
-    const decide = (c: BootClient): BootDecision => {
-      signedLoader.dhcp(c.mac, firmwareOf(c));
-      const d = decideBoot(c, snapshot(c.mac), policy);
-      if (d.action !== "boot" && (book.listed || d.action === "local")) hosts.note(c.mac, d.action === "local" ? `boots from its own disk (${d.reason})` : `no boot answer (${d.reason})`);
-      return d;
-    };
-    const ipxeClient = (mac: Mac): BootClient => ({ mac, arch: undefined, vendorClass: undefined, userClass: ["iPXE"], ipxeOptions: true, uuid: undefined, relayed: false });
-
-    // --- the boot namespace: files, boot.cfg per host and route, kickstarts, the iPXE script ---
-    const files = createBootFiles({
-      images,
-      httpBase: base,
-      kickstart: book.hosts.some((h) => h.kickstart) || book.fallback.kickstart ? (mac, image, client) => kickstartFor(mac, image, client) : undefined,
-      hasKickstart: (mac) => (mac ? hosts.armed(mac).why === undefined : book.unlisted === "kickstart"),
-      ipxeDecision: (mac) => (mac ? decide(ipxeClient(mac)) : decideBoot(ipxeClient("00:00:00:00:00:00" as Mac), book.listed ? { refused: "this server does not know the client's MAC" } : {}, policy)),
-      imageFor: (mac) => images.find((i) => i.name === (mac ? snapshot(mac).image : undefined)) ?? images[0],
-      keepCdromBoot: config.boot.keepCdromBoot,
-      extraKernelopt: config.boot.extraKernelopt,
-      ipxe: ipxe.files,
-      tftpBlksize: config.tftp.enabled ? Math.min(config.tftp.maxBlksize, BOOTCFG_TFTP_BLKSIZE, platformMaxBlksize(process.platform)) : undefined,
-    });
-    const kickstartFor = async (mac: Mac | undefined, image: BootImage, client: ClientHint): Promise<Uint8Array | { refused: string }> => {
-      if (!mac) {
-        // --allow-any: the one kickstart for whoever asks (no per-host variables: there is no host).
-        const any = book.unlisted === "kickstart" ? book.fallback.kickstart : undefined;
-        if (!any) return { refused: "no MAC in the path: ask for /NAME/01-<mac>/ks.cfg" };
-        return new TextEncoder().encode(renderTemplate(any.text, { ...kickstartVariables(undefined, "" as Mac, image.name, site, undefined, ""), done_url: "", failed_url: "" }));
-      }
-      const { entry, why } = hosts.armed(mac);
-      if (why) return refuse(mac, image, why);
-      // A listed host's kickstart goes only to the machine itself: the address its lease (or the neighbour
-      // table) ties to that MAC. (--allow-any hands the kickstart to anyone anyway.)
-      const from = client.address;
-      if (entry && (!from || (neighbors.lookup(from) !== mac && leases.get(mac) !== from))) return refuse(mac, image, `asked from ${from ?? "?"}, which is not ${mac}'s address`);
-      const source = entry?.kickstart ?? book.fallback.kickstart;
-      if (!source) return refuse(mac, image, "no kickstart for it");
-      const text = renderTemplate(source.text, templateVars(entry, mac, image, leases.get(mac)));
-      bus.emit({ type: "ks.served", mac, ip: from, image: image.name, refused: undefined });
-      return new TextEncoder().encode(text);
-    };
-    const refuse = (mac: Mac, image: BootImage, why: string) => {
-      log.child("hosts").warn(`${mac}: kickstart refused: ${why}`);
-      bus.emit({ type: "ks.served", mac, image: image.name, refused: why });
-      return { refused: why };
-    };
-    const site = { base, netmask: formatIPv4(subnetOf(parseIPv4(config.ip), config.prefix ?? 24).mask), gateway: config.dhcp.router, dns: config.dhcp.dns };
-    const templateVars = (entry: HostEntry | undefined, mac: Mac, image: BootImage, leased: string | undefined) => kickstartVariables(entry, mac, image.name, site, leased, hosts.token(mac));
-    app = createHttpApp({ files, macForAddress: (a) => neighbors.lookup(a), api: hostsApi({ hosts, bus, log: log.child("api") }) });
-    log.info(`HTTP on ${config.bind}:${http.port}; clients use ${images.map((i) => `${base}/${i.name}/`).join(", ")}`);
-
-    // --- TFTP: the same namespace as HTTP ---
-    let tftp: TftpServerHandle | undefined;
-    if (config.tftp.enabled) {
-      tftp = await startTftpServer({
-        files,
-        host: config.bind,
-        port: config.tftp.port,
-        log: log.child("tftp"),
-        maxBlksize: config.tftp.maxBlksize,
-        maxWindowsize: config.tftp.maxWindowsize,
-        cache,
-        runtime: config.udp,
-        onStart: (s) => bus.emit({ type: "tftp.start", ip: s.client.address, mac: s.mac, client: `${s.client.address}:${s.client.port}`, file: s.file, size: s.data.size, blksize: s.granted.blksize, windowsize: s.granted.windowsize }),
-        onTransfer: (e) => {
-          if (e.outcome === "sent" && e.mac && e.file.replace(/^\/+/, "").toLowerCase() === IPXE_EFI) signedLoader.ipxeSent(e.mac);
-          bus.emit({ type: "tftp.end", ip: e.client.split(":")[0], mac: e.mac, client: e.client, file: e.file, outcome: e.outcome, bytes: e.bytes, seconds: e.seconds, retransmits: e.retransmits, reason: e.reason, what: e.what });
-        },
-        clientInfo: (a) => {
-          const mac = neighbors.lookup(a);
-          return { mac, maxBlksize: mac && macFirmware.has(mac) ? MAC_FIRMWARE_BLKSIZE : undefined };
-        },
-        engine: config.tftp.engine,
-      });
-      cleanups.push(() => tftp!.close());
-      log.info(`TFTP on ${config.bind}:${tftp.port} (${tftp.engine})`);
-    }
-    // A boot.cfg handed to a host, over either protocol.
-    bus.subscribe((e) => {
-      if (!e.mac || (e.type !== "http.end" && e.type !== "tftp.end") || e.what !== "boot.cfg") return;
-      if (e.type === "http.end" ? e.status !== 200 : e.outcome !== "sent") return;
-      const path = (e.type === "tftp.end" ? e.file : e.path).replace(/^\/+/, "").toLowerCase();
-      const image = images.find((i) => path.startsWith(`${i.name.toLowerCase()}/`))?.name ?? images[0]!.name;
-      bus.emit({ type: "bootcfg.served", mac: e.mac, ip: e.ip, image, via: e.type === "tftp.end" ? "tftp" : "http" });
-    });
-
-    // --- DHCP / proxyDHCP / BSDP ---
-    let dhcp: DhcpServerHandle | undefined;
-    let mode: DhcpMode = config.dhcp.mode;
-    let bsdpInfo: AppHandle["bsdp"];
-    // With --dhcp off, BSDP may still answer alone, but only on a link named with --iface.
-    const bsdpOn = config.bsdp.enabled && (mode !== "off" || config.iface !== undefined);
-    if (config.bsdp.enabled && !bsdpOn) log.info("BSDP not answered: --dhcp off without --iface (give --iface to answer Macs, or --no-bsdp)");
-    if (mode !== "off" || bsdpOn) {
-      const serverIp = parseIPv4(config.ip);
-      const link = resolveLink(config);
-      if (mode !== "off") mode = await chooseDhcpMode(config, link, serverIp, log.child("dhcp"));
-      if (link.iface && typeof Bun === "undefined" && listIPv4().filter((a) => !a.address.startsWith("127.")).length > 1 && !config.dhcp.force) {
-        // No FFI under Node: the socket on 0.0.0.0:67 hears every link and cannot tell them apart.
-        throw new ServiceError(
-          "E_DHCP_NODE_IFACE",
-          `under Node the DHCP socket cannot be tied to ${link.iface}, and this machine has several interfaces: it would answer on all of them`,
-          "run the Bun build (dist/netboot-*) or pass --force if every link may be answered",
-        );
-      }
-      const responders: Responder[] = [];
-      let bsdp: BsdpConfig | undefined;
-      if (bsdpOn) {
-        const selections = openSelectionStore(config.stateDir);
-        bsdpSelections = selections;
-        bsdpIds = bsdpCatalog(images.map((i) => ({ name: i.name, label: i.esxi?.displayName ?? i.name })));
-        bsdp = {
-          serverIp,
-          images: bsdpIds,
-          defaultImage: bsdpIds[0]!.id,
-          priority: config.bsdp.priority,
-          selections,
-          decide,
-          onMac: (mac, address) => {
-            macFirmware.add(mac);
-            if (address) neighbors.learn(address, mac);
-          },
-          foldIntoOffers: mode === "server",
-        };
-        responders.push(bsdpResponder(bsdp));
-        bsdpInfo = { images: bsdpIds, selections: selections.path };
-        const found = await files.resolve(config.bsdp.bootFile.split("/"));
-        if (found.kind !== "file") log.warn(`BSDP: Macs are told to boot ${config.bsdp.bootFile}, which is not served (${found.kind === "missing" ? found.reason : "not a file"}); see --mac-bootfile`);
-        log.info(`BSDP: Macs see ${bsdpIds.map((b) => `"${b.name}"`).join(", ")}, priority ${config.bsdp.priority}, boot ${config.bsdp.bootFile}; ${selections.size} remembered selection(s) in ${selections.path}`);
-      }
-      if (mode === "server") {
-        const { scoped, store } = buildPools(config, link, serverIp, book, log.child("dhcp"));
-        cleanups.push(() => {
-          store.compact(scoped.flatMap((s) => s.pool.all()));
-          store.close();
-        });
-        responders.push(
-          serverResponder({
-            serverIp,
-            // A relay's address (giaddr) picks the pool of its subnet; that may be our own link too (a relay
-            // agent on the same segment, or perfdhcp, which speaks as one).
-            poolFor: (p) => (p.giaddr ? scoped.find((s) => inSubnet(p.giaddr, s.net.subnet)) : scoped.find((s) => !s.relayed)),
-            decide,
-            onBound: (mac, ip) => {
-              neighbors.learn(formatIPv4(ip), mac);
-              leases.set(mac, formatIPv4(ip));
-            },
-            extend: bsdp ? bsdpOfferExtension(bsdp) : undefined,
-          }),
-        );
-      }
-      if (mode !== "off") responders.push(proxyResponder({ serverIp, decide }));
-      dhcp = await startDhcpServer({
-        responders,
-        iface: link.iface,
-        serverPort: config.dhcp.port,
-        // BSDP alone needs no PXE boot-server port.
-        pxePort: mode === "off" ? null : config.dhcp.pxePort,
-        log: log.child("dhcp"),
-        runtime: config.udp,
-        transmit: config.dhcp.transmit,
-        allowUnfiltered: config.dhcp.force || listIPv4().filter((a) => !a.address.startsWith("127.")).length <= 1,
-        onExchange: (e) => {
-          if (e.from && !e.from.startsWith("0.0.0.0")) neighbors.learn(e.from.split(":")[0]!, e.mac);
-          emitExchange(bus, e);
-        },
-      });
-      cleanups.push(() => dhcp!.close());
-      const what = mode === "server" ? "DHCP server" : mode === "proxy" ? "proxyDHCP" : "BSDP only (no DHCP)";
-      log.info(`${what} on ${link.iface ?? "all interfaces"} (${dhcp.binding}), port ${dhcp.port}${dhcp.pxePort ? ` and ${dhcp.pxePort}` : ""}${bsdpOn && mode !== "off" ? "; BSDP for Macs" : ""}`);
-    }
-
-    return { config, images, files, http, tftp, dhcp, dhcpMode: mode, bsdp: bsdpInfo, httpBase: base, ipxe, bus, hosts, neighbors, decide, close: closeAll };
+    const ctx = await prepare(config, log, options, cleanups);
+    const web = await startHttp(ctx);
+    const boot = bootPolicy(ctx, web.base);
+    const files = bootNamespace(ctx, boot, web.base);
+    web.serve(createHttpApp({ files, macForAddress: (a) => ctx.neighbors.lookup(a), api: hostsApi({ hosts: ctx.hosts, bus: ctx.bus, log: log.child("api") }) }));
+    log.info(`HTTP on ${config.bind}:${web.http.port}; clients use ${ctx.images.map((i) => `${web.base}/${i.name}/`).join(", ")}`);
+    const tftp = await startTftp(ctx, files);
+    const dhcp = await startDhcp(ctx, boot, files);
+    return { config, images: ctx.images, files, http: web.http, tftp, dhcp: dhcp.server, dhcpMode: dhcp.mode, bsdp: dhcp.bsdp, httpBase: web.base, ipxe: ctx.ipxe, bus: ctx.bus, hosts: ctx.hosts, neighbors: ctx.neighbors, decide: boot.decide, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
   }
+}
+
+type Cleanups = Array<() => Promise<void> | void>;
+
+/** What the steps share: the images, the hosts, and what the servers learn about clients. */
+interface Context {
+  config: ServeConfig;
+  log: Logger;
+  lab: LabFile | undefined;
+  bus: EventBus;
+  cleanups: Cleanups;
+  images: BootImage[];
+  book: HostBook;
+  hosts: HostRegistry;
+  ipxe: IpxeBinaries;
+  cache: ContentCache | undefined;
+  /** Which MAC is behind an address (DHCP, ARP). */
+  neighbors: Neighbors;
+  /** MAC → the address netboot leased it (server mode). */
+  leases: Map<Mac, string>;
+  /** MACs that spoke BSDP: Mac firmware, whose TFTP client needs blocks of 1460 bytes or less. */
+  macFirmware: Set<Mac>;
+  /** UEFI hosts whose iPXE never started (Secure Boot): they get the signed ESXi loader. */
+  signedLoader: SignedLoaderMemory;
+  /** The Macs' picker: their remembered choices and the ids of the images (set when BSDP is answered). */
+  bsdp: { selections: SelectionStore | undefined; ids: BsdpImage[] };
+}
+
+interface BootPolicy {
+  policy: PolicyConfig;
+  snapshot(mac: Mac): HostSnapshot;
+  decide(c: BootClient): BootDecision;
+}
+
+/** Images, the host book and registry, iPXE: everything before a socket opens. */
+async function prepare(config: ServeConfig, log: Logger, options: AppOptions, cleanups: Cleanups): Promise<Context> {
+  const bus = options.bus ?? new EventBus();
+  const images = await openImages(config, log, cleanups);
+  const book = buildBook(config, options.lab, images);
+  const hosts = new HostRegistry(book, config.stateDir, bus, log.child("hosts"));
+  cleanups.push(() => hosts.close());
+  describeBook(book, log);
+  return {
+    config,
+    log,
+    lab: options.lab,
+    bus,
+    cleanups,
+    images,
+    book,
+    hosts,
+    ipxe: await loadIpxe(config, log),
+    cache: config.cacheMem > 0 ? new ContentCache(config.cacheMem) : undefined,
+    neighbors: new Neighbors(),
+    leases: new Map(),
+    macFirmware: new Set(),
+    signedLoader: openSignedLoaderMemory(config.stateDir, log.child("boot")),
+    bsdp: { selections: undefined, ids: [] },
+  };
+}
+
+/** HTTP binds first, so the URLs handed out carry the port really bound (port 0 in tests). */
+async function startHttp(ctx: Context): Promise<{ http: HttpServerHandle; base: string; serve(app: (req: HttpRequest) => Promise<HttpResponse>): void }> {
+  const { config, bus, neighbors } = ctx;
+  let app: ((req: HttpRequest) => Promise<HttpResponse>) | undefined;
+  const http = await startHttpServer({
+    cache: ctx.cache,
+    app: (req) => {
+      bus.emit({ type: "http.start", ip: req.remoteAddress, mac: req.remoteAddress ? neighbors.lookup(req.remoteAddress) : undefined, method: req.method, path: req.target.split("?")[0]! });
+      return app ? app(req) : Promise.reject(new Error("starting up"));
+    },
+    host: config.bind,
+    port: config.http.port,
+    log: ctx.log.child("http"),
+    onRequest: (e) => {
+      // A module's path names no MAC: the address does.
+      bus.emit({ type: "http.end", ip: e.client, mac: e.mac ?? neighbors.lookup(e.client), method: e.method, path: e.path, status: e.status, bytes: e.bytes, what: e.what });
+      if (e.mac && e.path === "/boot.ipxe") ctx.signedLoader.ipxeStarted(e.mac);
+    },
+    // Bun.serve sends a stream chunked whatever Content-Length says, and mboot trusts Content-Length: a
+    // source whose bytes are not in local files (a URL) is served by node:http, which keeps the length.
+    runtime: config.http.edge ?? (ctx.images.every((i) => i.tree.local) ? undefined : "node"),
+  });
+  ctx.cleanups.push(() => http.close());
+  return { http, base: httpBase(config.ip, http.port), serve: (a) => (app = a) };
+}
+
+/** The boot policy, one for every protocol, asked with the host's snapshot. */
+function bootPolicy(ctx: Context, base: string): BootPolicy {
+  const { config, hosts, book, images, signedLoader } = ctx;
+  const policy: PolicyConfig = {
+    images,
+    httpBase: base,
+    ipxe: { undionly: ctx.ipxe.files.has("undionly.kpxe") && !config.ipxe.disabled, snponly: ctx.ipxe.files.has("snponly.efi") && !config.ipxe.disabled },
+    noIpxe: config.ipxe.disabled,
+    secureBoot: config.boot.secureBoot,
+    macBootFile: config.bsdp.bootFile === IPXE_EFI ? undefined : config.bsdp.bootFile,
+  };
+  const snapshot = (mac: Mac): HostSnapshot => {
+    const s: HostSnapshot = { ...hosts.snapshot(mac), signedLoader: signedLoader.reason(mac) };
+    // A Mac's own choice in its picker names the image, unless the lab file gives the host one.
+    const chosen = ctx.bsdp.selections?.get(mac);
+    const picked = chosen !== undefined ? images[ctx.bsdp.ids.findIndex((b) => b.id === chosen)] : undefined;
+    if (picked && !(ctx.lab && book.lookup(mac))) s.image = picked.name;
+    return s;
+  };
+  const decide = (c: BootClient): BootDecision => {
+    signedLoader.dhcp(c.mac, firmwareOf(c));
+    const d = decideBoot(c, snapshot(c.mac), policy);
+    if (d.action !== "boot" && (book.listed || d.action === "local")) hosts.note(c.mac, d.action === "local" ? `boots from its own disk (${d.reason})` : `no boot answer (${d.reason})`);
+    return d;
+  };
+  return { policy, snapshot, decide };
+}
+
+/** The boot namespace: the images' files, boot.cfg per host and route, kickstarts, the iPXE script. */
+function bootNamespace(ctx: Context, boot: BootPolicy, base: string): BootFiles {
+  const { config, book, hosts, images, neighbors, leases, bus } = ctx;
+  const ipxeClient = (mac: Mac): BootClient => ({ mac, arch: undefined, vendorClass: undefined, userClass: ["iPXE"], ipxeOptions: true, uuid: undefined, relayed: false });
+  const site = { base, netmask: formatIPv4(subnetOf(parseIPv4(config.ip), config.prefix ?? 24).mask), gateway: config.dhcp.router, dns: config.dhcp.dns };
+  const refuse = (mac: Mac, image: BootImage, why: string) => {
+    ctx.log.child("hosts").warn(`${mac}: kickstart refused: ${why}`);
+    bus.emit({ type: "ks.served", mac, image: image.name, refused: why });
+    return { refused: why };
+  };
+  const kickstartFor = async (mac: Mac | undefined, image: BootImage, client: ClientHint): Promise<Uint8Array | { refused: string }> => {
+    if (!mac) {
+      // --allow-any: the one kickstart for whoever asks (no per-host variables: there is no host).
+      const any = book.unlisted === "kickstart" ? book.fallback.kickstart : undefined;
+      if (!any) return { refused: "no MAC in the path: ask for /NAME/01-<mac>/ks.cfg" };
+      return new TextEncoder().encode(renderTemplate(any.text, { ...kickstartVariables(undefined, "" as Mac, image.name, site, undefined, ""), done_url: "", failed_url: "" }));
+    }
+    const { entry, why } = hosts.armed(mac);
+    if (why) return refuse(mac, image, why);
+    // A listed host's kickstart goes only to the machine itself: the address its lease (or the neighbour
+    // table) ties to that MAC. (--allow-any hands the kickstart to anyone anyway.)
+    const from = client.address;
+    if (entry && (!from || (neighbors.lookup(from) !== mac && leases.get(mac) !== from))) return refuse(mac, image, `asked from ${from ?? "?"}, which is not ${mac}'s address`);
+    const source = entry?.kickstart ?? book.fallback.kickstart;
+    if (!source) return refuse(mac, image, "no kickstart for it");
+    const text = renderTemplate(source.text, kickstartVariables(entry, mac, image.name, site, leases.get(mac), hosts.token(mac)));
+    bus.emit({ type: "ks.served", mac, ip: from, image: image.name, refused: undefined });
+    return new TextEncoder().encode(text);
+  };
+  // A boot.cfg handed to a host, over either protocol, is an event of its own.
+  bus.subscribe((e) => {
+    if (!e.mac || (e.type !== "http.end" && e.type !== "tftp.end") || e.what !== "boot.cfg") return;
+    if (e.type === "http.end" ? e.status !== 200 : e.outcome !== "sent") return;
+    const path = (e.type === "tftp.end" ? e.file : e.path).replace(/^\/+/, "").toLowerCase();
+    const image = images.find((i) => path.startsWith(`${i.name.toLowerCase()}/`))?.name ?? images[0]!.name;
+    bus.emit({ type: "bootcfg.served", mac: e.mac, ip: e.ip, image, via: e.type === "tftp.end" ? "tftp" : "http" });
+  });
+  return createBootFiles({
+    images,
+    httpBase: base,
+    kickstart: book.hosts.some((h) => h.kickstart) || book.fallback.kickstart ? kickstartFor : undefined,
+    hasKickstart: (mac) => (mac ? hosts.armed(mac).why === undefined : book.unlisted === "kickstart"),
+    ipxeDecision: (mac) => (mac ? boot.decide(ipxeClient(mac)) : decideBoot(ipxeClient("00:00:00:00:00:00" as Mac), book.listed ? { refused: "this server does not know the client's MAC" } : {}, boot.policy)),
+    imageFor: (mac) => images.find((i) => i.name === (mac ? boot.snapshot(mac).image : undefined)) ?? images[0],
+    keepCdromBoot: config.boot.keepCdromBoot,
+    extraKernelopt: config.boot.extraKernelopt,
+    ipxe: ctx.ipxe.files,
+    tftpBlksize: config.tftp.enabled ? Math.min(config.tftp.maxBlksize, BOOTCFG_TFTP_BLKSIZE, platformMaxBlksize(process.platform)) : undefined,
+  });
+}
+
+/** TFTP: the same namespace as HTTP. */
+async function startTftp(ctx: Context, files: BootFiles): Promise<TftpServerHandle | undefined> {
+  const { config, bus, neighbors, signedLoader } = ctx;
+  if (!config.tftp.enabled) return undefined;
+  const tftp = await startTftpServer({
+    files,
+    host: config.bind,
+    port: config.tftp.port,
+    log: ctx.log.child("tftp"),
+    maxBlksize: config.tftp.maxBlksize,
+    maxWindowsize: config.tftp.maxWindowsize,
+    cache: ctx.cache,
+    runtime: config.udp,
+    onStart: (s) => bus.emit({ type: "tftp.start", ip: s.client.address, mac: s.mac, client: `${s.client.address}:${s.client.port}`, file: s.file, size: s.data.size, blksize: s.granted.blksize, windowsize: s.granted.windowsize }),
+    onTransfer: (e) => {
+      if (e.outcome === "sent" && e.mac && e.file.replace(/^\/+/, "").toLowerCase() === IPXE_EFI) signedLoader.ipxeSent(e.mac);
+      bus.emit({ type: "tftp.end", ip: e.client.split(":")[0], mac: e.mac, client: e.client, file: e.file, outcome: e.outcome, bytes: e.bytes, seconds: e.seconds, retransmits: e.retransmits, reason: e.reason, what: e.what });
+    },
+    clientInfo: (a) => {
+      const mac = neighbors.lookup(a);
+      return { mac, maxBlksize: mac && ctx.macFirmware.has(mac) ? MAC_FIRMWARE_BLKSIZE : undefined };
+    },
+    engine: config.tftp.engine,
+  });
+  ctx.cleanups.push(() => tftp.close());
+  ctx.log.info(`TFTP on ${config.bind}:${tftp.port} (${tftp.engine})`);
+  return tftp;
+}
+
+/** DHCP server, proxyDHCP or BSDP alone, with the responders for the mode --dhcp chose or auto found. */
+async function startDhcp(ctx: Context, boot: BootPolicy, files: BootFiles): Promise<{ server: DhcpServerHandle | undefined; mode: DhcpMode; bsdp: AppHandle["bsdp"] }> {
+  const { config, log, neighbors, images, book } = ctx;
+  let mode: DhcpMode = config.dhcp.mode;
+  // With --dhcp off, BSDP may still answer alone, but only on a link named with --iface.
+  const bsdpOn = config.bsdp.enabled && (mode !== "off" || config.iface !== undefined);
+  if (config.bsdp.enabled && !bsdpOn) log.info("BSDP not answered: --dhcp off without --iface (give --iface to answer Macs, or --no-bsdp)");
+  if (mode === "off" && !bsdpOn) return { server: undefined, mode, bsdp: undefined };
+  const serverIp = parseIPv4(config.ip);
+  const link = resolveLink(config);
+  if (mode !== "off") mode = await chooseDhcpMode(config, link, serverIp, log.child("dhcp"));
+  if (link.iface && typeof Bun === "undefined" && listIPv4().filter((a) => !a.address.startsWith("127.")).length > 1 && !config.dhcp.force) {
+    // No FFI under Node: the socket on 0.0.0.0:67 hears every link and cannot tell them apart.
+    throw new ServiceError(
+      "E_DHCP_NODE_IFACE",
+      `under Node the DHCP socket cannot be tied to ${link.iface}, and this machine has several interfaces: it would answer on all of them`,
+      "run the Bun build (dist/netboot-*) or pass --force if every link may be answered",
+    );
+  }
+  const responders: Responder[] = [];
+  let bsdp: BsdpConfig | undefined;
+  let bsdpInfo: AppHandle["bsdp"];
+  if (bsdpOn) {
+    const selections = openSelectionStore(config.stateDir);
+    const ids = bsdpCatalog(images.map((i) => ({ name: i.name, label: i.esxi?.displayName ?? i.name })));
+    ctx.bsdp = { selections, ids };
+    bsdp = {
+      serverIp,
+      images: ids,
+      defaultImage: ids[0]!.id,
+      priority: config.bsdp.priority,
+      selections,
+      decide: boot.decide,
+      onMac: (mac, address) => {
+        ctx.macFirmware.add(mac);
+        if (address) neighbors.learn(address, mac);
+      },
+      foldIntoOffers: mode === "server",
+    };
+    responders.push(bsdpResponder(bsdp));
+    bsdpInfo = { images: ids, selections: selections.path };
+    const found = await files.resolve(config.bsdp.bootFile.split("/"));
+    if (found.kind !== "file") log.warn(`BSDP: Macs are told to boot ${config.bsdp.bootFile}, which is not served (${found.kind === "missing" ? found.reason : "not a file"}); see --mac-bootfile`);
+    log.info(`BSDP: Macs see ${ids.map((b) => `"${b.name}"`).join(", ")}, priority ${config.bsdp.priority}, boot ${config.bsdp.bootFile}; ${selections.size} remembered selection(s) in ${selections.path}`);
+  }
+  if (mode === "server") {
+    const { scoped, store } = buildPools(config, link, serverIp, book, log.child("dhcp"));
+    ctx.cleanups.push(() => {
+      store.compact(scoped.flatMap((s) => s.pool.all()));
+      store.close();
+    });
+    responders.push(
+      serverResponder({
+        serverIp,
+        // A relay's address (giaddr) picks the pool of its subnet; that may be our own link too (a relay
+        // agent on the same segment, or perfdhcp, which speaks as one).
+        poolFor: (p) => (p.giaddr ? scoped.find((s) => inSubnet(p.giaddr, s.net.subnet)) : scoped.find((s) => !s.relayed)),
+        decide: boot.decide,
+        onBound: (mac, ip) => {
+          neighbors.learn(formatIPv4(ip), mac);
+          ctx.leases.set(mac, formatIPv4(ip));
+        },
+        extend: bsdp ? bsdpOfferExtension(bsdp) : undefined,
+      }),
+    );
+  }
+  if (mode !== "off") responders.push(proxyResponder({ serverIp, decide: boot.decide }));
+  const server = await startDhcpServer({
+    responders,
+    iface: link.iface,
+    serverPort: config.dhcp.port,
+    // BSDP alone needs no PXE boot-server port.
+    pxePort: mode === "off" ? null : config.dhcp.pxePort,
+    log: log.child("dhcp"),
+    runtime: config.udp,
+    transmit: config.dhcp.transmit,
+    allowUnfiltered: config.dhcp.force || listIPv4().filter((a) => !a.address.startsWith("127.")).length <= 1,
+    onExchange: (e) => {
+      if (e.from && !e.from.startsWith("0.0.0.0")) neighbors.learn(e.from.split(":")[0]!, e.mac);
+      emitExchange(ctx.bus, e);
+    },
+  });
+  ctx.cleanups.push(() => server.close());
+  const what = mode === "server" ? "DHCP server" : mode === "proxy" ? "proxyDHCP" : "BSDP only (no DHCP)";
+  log.info(`${what} on ${link.iface ?? "all interfaces"} (${server.binding}), port ${server.port}${server.pxePort ? ` and ${server.pxePort}` : ""}${bsdpOn && mode !== "off" ? "; BSDP for Macs" : ""}`);
+  return { server, mode, bsdp: bsdpInfo };
 }
 
 // --- steps ---
