@@ -51,7 +51,7 @@ function imageFiles(iso: string): Map<string, Uint8Array> {
 async function server(net: number, iso: string, extra: string[]): Promise<{ lan: Lan; srv: Served }> {
   const lan = createLan(net, [{ name: "srv" }], ["tap0"]);
   lans.push(lan);
-  const srv = await serve([iso, "--iface", "lan0", "--name", "esxi", "--dhcp", "server", "--force", "--state-dir", tempDir("state-"), "--ks", ks, "-v", ...extra], { ns: lan.nodes.srv!.ns, readyMs: 40_000 });
+  const srv = await serve([iso, "--iface", "lan0", "--name", "esxi", "--dhcp", "server", "--force", "--state-dir", tempDir("state-"), "--ks", ks, "--allow", CLIENT_MAC, "-v", ...extra], { ns: lan.nodes.srv!.ns, readyMs: 40_000 });
   running.push(srv);
   return { lan, srv };
 }
