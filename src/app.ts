@@ -4,7 +4,7 @@
  * and DHCP/BSDP, each emitting into the one event bus; close() undoes them in reverse.
  */
 import { createBootFiles, type BootFiles, type ClientHint } from "./boot/files.ts";
-import { imageNameFromSource, loadImage, type BootImage } from "./boot/image.ts";
+import { bootBytes, imageNameFromSource, loadImage, type BootImage } from "./boot/image.ts";
 import { renderTemplate } from "./boot/kickstart.ts";
 import { IPXE_EFI, decideBoot, firmwareOf, type HostSnapshot, type PolicyConfig } from "./boot/policy.ts";
 import type { BootClient, BootDecision } from "./boot/types.ts";
@@ -27,17 +27,19 @@ import { loadIpxeBinaries, type IpxeBinaries } from "./files/ipxe.ts";
 import { openTree } from "./files/open.ts";
 import { createHttpApp, type HttpRequest, type HttpResponse } from "./http/handler.ts";
 import { startHttpServer, type HttpServerHandle } from "./http/server.ts";
-import { hostsApi } from "./hosts/api.ts";
+import { hostsApi, type StatusInfo } from "./hosts/api.ts";
+import { HintWatcher } from "./hosts/explain.ts";
 import { bookFromFlags, bookFromLab, type HostBook } from "./hosts/book.ts";
 import type { LabFile } from "./hosts/lab.ts";
 import { HostRegistry } from "./hosts/registry.ts";
 import { openSignedLoaderMemory, type SignedLoaderMemory } from "./hosts/signed-loader.ts";
 import { kickstartVariables } from "./hosts/variables.ts";
-import type { Logger } from "./log.ts";
+import { recordingLogger, type Logger, type Warning } from "./log.ts";
 import { interfaceAddress, listIPv4 } from "./net/interfaces.ts";
 import { Neighbors } from "./net/neighbors.ts";
 import { platformMaxBlksize } from "./tftp/negotiate.ts";
 import { startTftpServer, type TftpServerHandle } from "./tftp/server.ts";
+import { statusPage } from "./ui/page.ts";
 import { formatIPv4, inSubnet, parseIPv4, subnetOf } from "./wire/ipv4.ts";
 import { parseMac, type Mac } from "./wire/mac.ts";
 
@@ -60,6 +62,14 @@ export interface AppHandle {
   readonly hosts: HostRegistry;
   /** Which MAC is behind an address: learned from DHCP, else the ARP table (a simulated client on loopback tells it here). */
   readonly neighbors: Neighbors;
+  /** What each machine's state means when it looks stuck, and the link as a whole (hosts/explain.ts). */
+  readonly hints: HintWatcher;
+  /** The last warnings and errors logged (the status page). */
+  readonly warnings: readonly Warning[];
+  /** The link served ("eth1"), when known. */
+  readonly iface: string | undefined;
+  /** Mode, interface, images, BSDP: what the status page and the terminal footer show. */
+  status(): StatusInfo;
   /** The boot policy with this app's settings and the host's snapshot (tests, the status page). */
   decide(client: BootClient): BootDecision;
   close(): Promise<void>;
@@ -72,8 +82,10 @@ export interface AppOptions {
   bus?: EventBus;
 }
 
-export async function startApp(config: ServeConfig, log: Logger, options: AppOptions = {}): Promise<AppHandle> {
+export async function startApp(config: ServeConfig, baseLog: Logger, options: AppOptions = {}): Promise<AppHandle> {
   const cleanups: Cleanups = [];
+  const warnings: Warning[] = [];
+  const log = recordingLogger(baseLog, warnings);
   const closeAll = async () => {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => {});
   };
@@ -82,11 +94,55 @@ export async function startApp(config: ServeConfig, log: Logger, options: AppOpt
     const web = await startHttp(ctx);
     const boot = bootPolicy(ctx, web.base);
     const files = bootNamespace(ctx, boot, web.base);
-    web.serve(createHttpApp({ files, macForAddress: (a) => ctx.neighbors.lookup(a), api: hostsApi({ hosts: ctx.hosts, bus: ctx.bus, log: log.child("api") }) }));
+    let mode: DhcpMode = config.dhcp.mode;
+    const hints = new HintWatcher({ hosts: ctx.hosts, bus: ctx.bus, log: log.child("hosts"), mode: () => mode });
+    cleanups.push(() => hints.close());
+    let status: () => StatusInfo = () => ({ mode, iface: config.iface, httpBase: web.base, images: [], bsdp: false, tftp: config.tftp.enabled, secureBoot: config.boot.secureBoot });
+    web.serve(
+      createHttpApp({
+        files,
+        macForAddress: (a) => ctx.neighbors.lookup(a),
+        api: hostsApi({ hosts: ctx.hosts, bus: ctx.bus, log: log.child("api"), status: () => status(), hints, warnings, page: statusPage }),
+      }),
+    );
     log.info(`HTTP on ${config.bind}:${web.http.port}; clients use ${ctx.images.map((i) => `${web.base}/${i.name}/`).join(", ")}`);
     const tftp = await startTftp(ctx, files);
     const dhcp = await startDhcp(ctx, boot, files);
-    return { config, images: ctx.images, files, http: web.http, tftp, dhcp: dhcp.server, dhcpMode: dhcp.mode, bsdp: dhcp.bsdp, httpBase: web.base, ipxe: ctx.ipxe, bus: ctx.bus, hosts: ctx.hosts, neighbors: ctx.neighbors, decide: boot.decide, close: closeAll };
+    mode = dhcp.mode;
+    const iface = config.iface ?? listIPv4().find((a) => a.address === config.ip)?.iface;
+    const bootSizes = new Map<string, number | undefined>();
+    for (const i of ctx.images) bootSizes.set(i.name, await bootBytes(i));
+    ctx.hosts.setBootBytes((name) => bootSizes.get(name));
+    status = () => ({
+      mode,
+      iface,
+      httpBase: web.base,
+      images: ctx.images.map((i) => ({ name: i.name, title: i.esxi?.displayName ?? i.tree.kind, source: i.tree.description, bootBytes: bootSizes.get(i.name) })),
+      bsdp: dhcp.bsdp !== undefined,
+      tftp: tftp !== undefined,
+      secureBoot: config.boot.secureBoot,
+    });
+    return {
+      config,
+      images: ctx.images,
+      files,
+      http: web.http,
+      tftp,
+      dhcp: dhcp.server,
+      dhcpMode: dhcp.mode,
+      bsdp: dhcp.bsdp,
+      httpBase: web.base,
+      ipxe: ctx.ipxe,
+      bus: ctx.bus,
+      hosts: ctx.hosts,
+      neighbors: ctx.neighbors,
+      hints,
+      warnings,
+      iface,
+      status: () => status(),
+      decide: boot.decide,
+      close: closeAll,
+    };
   } catch (err) {
     await closeAll();
     throw err;
@@ -159,15 +215,18 @@ async function startHttp(ctx: Context): Promise<{ http: HttpServerHandle; base: 
   const http = await startHttpServer({
     cache: ctx.cache,
     app: (req) => {
-      bus.emit({ type: "http.start", ip: req.remoteAddress, mac: req.remoteAddress ? neighbors.lookup(req.remoteAddress) : undefined, method: req.method, path: req.target.split("?")[0]! });
+      const path = req.target.split("?")[0]!;
+      if (!isOperatorPath(path)) bus.emit({ type: "http.start", ip: req.remoteAddress, mac: req.remoteAddress ? neighbors.lookup(req.remoteAddress) : undefined, method: req.method, path });
       return app ? app(req) : Promise.reject(new Error("starting up"));
     },
     host: config.bind,
     port: config.http.port,
     log: ctx.log.child("http"),
     onRequest: (e) => {
+      // The status page and the API are the operator's, not a client's boot (and the page follows the bus).
+      if (isOperatorPath(e.path)) return;
       // A module's path names no MAC: the address does.
-      bus.emit({ type: "http.end", ip: e.client, mac: e.mac ?? neighbors.lookup(e.client), method: e.method, path: e.path, status: e.status, bytes: e.bytes, what: e.what });
+      bus.emit({ type: "http.end", ip: e.client, mac: e.mac ?? neighbors.lookup(e.client), method: e.method, path: e.path, status: e.status, bytes: e.bytes, what: e.what, note: e.note });
       if (e.mac && e.path === "/boot.ipxe") ctx.signedLoader.ipxeStarted(e.mac);
     },
     // Bun.serve sends a stream chunked whatever Content-Length says, and mboot trusts Content-Length: a
@@ -176,6 +235,11 @@ async function startHttp(ctx: Context): Promise<{ http: HttpServerHandle; base: 
   });
   ctx.cleanups.push(() => http.close());
   return { http, base: httpBase(config.ip, http.port), serve: (a) => (app = a) };
+}
+
+/** The status page, the API and the metrics: requests of the operator (and CI), not of a booting client. */
+function isOperatorPath(path: string): boolean {
+  return path === "/" || path === "/metrics" || path.startsWith("/api/");
 }
 
 /** The boot policy, one for every protocol, asked with the host's snapshot. */
@@ -200,7 +264,10 @@ function bootPolicy(ctx: Context, base: string): BootPolicy {
   const decide = (c: BootClient): BootDecision => {
     signedLoader.dhcp(c.mac, firmwareOf(c));
     const d = decideBoot(c, snapshot(c.mac), policy);
-    if (d.action !== "boot" && (book.listed || d.action === "local")) hosts.note(c.mac, d.action === "local" ? `boots from its own disk (${d.reason})` : `no boot answer (${d.reason})`);
+    if (d.action === "boot") hosts.note(c.mac, `boot ${d.file}`, false);
+    else if (d.action === "local") hosts.note(c.mac, `boots from its own disk (${d.reason})`);
+    else if (!d.reason.startsWith("not a network-boot request")) hosts.note(c.mac, `no boot answer (${d.reason})`, book.listed);
+    else if (!hosts.get(c.mac)?.phase) hosts.note(c.mac, "not network-booting (a plain DHCP client)", false);
     return d;
   };
   return { policy, snapshot, decide };
@@ -282,6 +349,22 @@ async function startTftp(ctx: Context, files: BootFiles): Promise<TftpServerHand
     engine: config.tftp.engine,
   });
   ctx.cleanups.push(() => tftp.close());
+  // How far each running transfer is, once a second: the operator's progress bars move during a big module.
+  const sent = new Map<string, number>();
+  const timer = setInterval(() => {
+    const running = tftp.transfers();
+    const keys = new Set<string>();
+    for (const t of running) {
+      const key = `${t.client} ${t.file}`;
+      keys.add(key);
+      if (sent.get(key) === t.bytes) continue;
+      sent.set(key, t.bytes);
+      bus.emit({ type: "tftp.progress", ip: t.client.split(":")[0], mac: t.mac, client: t.client, file: t.file, bytes: t.bytes, size: t.size });
+    }
+    for (const k of sent.keys()) if (!keys.has(k)) sent.delete(k);
+  }, 1000);
+  timer.unref?.();
+  ctx.cleanups.push(() => clearInterval(timer));
   ctx.log.info(`TFTP on ${config.bind}:${tftp.port} (${tftp.engine})`);
   return tftp;
 }

@@ -9,3 +9,4 @@ declare module "netboot-embedded:ipxe" {
   const paths: Record<string, string>;
   export default paths;
 }
+

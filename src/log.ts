@@ -52,3 +52,31 @@ export function memoryLogger(lines: LogLine[] = [], tag = ""): Logger & { lines:
     child: (t) => memoryLogger(lines, tag ? `${tag}:${t}` : t),
   };
 }
+
+export interface Warning {
+  time: number;
+  level: "warn" | "error";
+  tag: string;
+  msg: string;
+}
+
+/** A logger that also keeps its last `max` warnings and errors in `ring` (the status page's "recent warnings"). */
+export function recordingLogger(base: Logger, ring: Warning[], max = 30, tag = ""): Logger {
+  const keep = (level: Warning["level"], msg: string) => {
+    ring.push({ time: Date.now(), level, tag, msg });
+    if (ring.length > max) ring.splice(0, ring.length - max);
+  };
+  return {
+    debug: (m) => base.debug(m),
+    info: (m) => base.info(m),
+    warn: (m) => {
+      keep("warn", m);
+      base.warn(m);
+    },
+    error: (m) => {
+      keep("error", m);
+      base.error(m);
+    },
+    child: (t) => recordingLogger(base.child(t), ring, max, tag ? `${tag}:${t}` : t),
+  };
+}

@@ -37,7 +37,7 @@ export function imageNameFromSource(source: string): string {
 }
 
 /** Names the boot namespace uses for itself at the top level. */
-const RESERVED = new Set(["ipxe", "boot.ipxe", "status", "api", "events"]);
+const RESERVED = new Set(["ipxe", "boot.ipxe", "status", "api", "events", "images", "metrics"]);
 
 export function isValidImageName(name: string): boolean {
   return /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) && !/^01-([0-9a-f]{2}-){5}[0-9a-f]{2}$/i.test(name) && !RESERVED.has(name.toLowerCase());
@@ -78,4 +78,22 @@ export async function loadImage(tree: FileTree, name: string): Promise<BootImage
 export function esxiDisplayName(s: BootCfgSummary, fallback: string): string {
   if (s.version) return s.buildNumber ? `ESXi ${s.version} (${s.buildNumber})` : `ESXi ${s.version}`;
   return s.title ?? fallback;
+}
+
+/**
+ * The bytes a loader fetches for this image: its kernel and every module of boot.cfg (the EFI one, else
+ * BIOS), as the tree holds them. What the operator's progress bar fills against; undefined when it is not
+ * an ESXi installer.
+ */
+export async function bootBytes(image: BootImage): Promise<number | undefined> {
+  const s = image.esxi?.summary;
+  if (!s?.kernel) return undefined;
+  let total = 0;
+  for (const m of [s.kernel, ...s.modules]) {
+    const name = m.split(/\s+/)[0]!;
+    if (name.includes("://")) continue;
+    const info = await image.tree.stat("/" + name.replace(/^[/\\]+/, ""));
+    if (info?.type === "file") total += info.size;
+  }
+  return total;
 }

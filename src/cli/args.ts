@@ -20,6 +20,7 @@ export const serveArgs = {
   allow: { type: "string", description: "Without a lab file: only these machines boot (MAC,…); the rest get no boot answer", valueHint: "MACS" },
   "allow-any": { type: "boolean", description: "Let every machine that network-boots here have the --ks kickstart (it wipes disks)" },
   json: { type: "boolean", description: "One JSON event per line on stdout (the log goes to stderr)" },
+  live: { type: "boolean", default: true, description: "On a terminal, a live table of the machines under the log (one plain line per phase change otherwise)", negativeDescription: "No live table: one plain line per phase change, as when the output is not a terminal" },
   "until-done": { type: "boolean", description: "Exit 0 when every listed host in mode once or install has reported done; 1 when one fails or at --timeout" },
   timeout: { type: "string", description: "With --until-done: give up after this long (90s, 45m, 2h)", valueHint: "DURATION" },
   iface: { type: "string", description: "The link to serve: its address is the server's, DHCP answers only there", valueHint: "NAME" },
@@ -57,7 +58,7 @@ export const serveArgs = {
 export type ServeArgsParsed = { source?: string; _?: string[] } & Partial<Record<Exclude<keyof typeof serveArgs, "source" | "verbose" | "quiet">, string | boolean | undefined>>;
 
 /** The options a lab file's server: section may set (the long names of serve's flags). */
-export const serveOptionNames: ReadonlySet<string> = new Set(Object.keys(serveArgs).filter((k) => !["source", "config", "verbose", "quiet", "until-done", "timeout", "json"].includes(k)));
+export const serveOptionNames: ReadonlySet<string> = new Set(Object.keys(serveArgs).filter((k) => !["source", "config", "verbose", "quiet", "until-done", "timeout", "json", "live"].includes(k)));
 
 export function parseIntArg(v: string | undefined, flag: string, fallback: number): number {
   if (v === undefined || v === "") return fallback;

@@ -14,5 +14,6 @@ export default defineCommand({
     bootcfg: () => import("./bootcfg.ts").then((m) => m.default),
     check: () => import("./check.ts").then((m) => m.default),
     hosts: () => import("./hosts.ts").then((m) => m.default),
+    simulate: () => import("./simulate.ts").then((m) => m.default),
   },
 });

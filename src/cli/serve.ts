@@ -1,5 +1,9 @@
 import { defineCommand } from "citty";
-import { startApp } from "../app.ts";
+import { startApp, type AppHandle } from "../app.ts";
+import { hostView } from "../hosts/api.ts";
+import type { Logger } from "../log.ts";
+import { LiveView } from "../ui/terminal.ts";
+import { ansiStyle, phaseLine, plainStyle, tableLines } from "../ui/table.ts";
 import { EventBus, type NetbootEvent } from "../events.ts";
 import { loadLabFile } from "../hosts/lab.ts";
 import type { HostRegistry } from "../hosts/registry.ts";
@@ -29,16 +33,49 @@ export default defineCommand({
       if (json) bus.subscribe((e) => process.stdout.write(JSON.stringify(e) + "\n"));
       const app = await startApp(config, log, { lab, bus });
       const image = app.images[0]!;
-      log.info(`ready: UEFI loader ${app.httpBase}/${image.name}/mboot.efi, boot.cfg ${app.httpBase}/${image.name}/boot.cfg, hosts ${app.httpBase}/api/hosts (Ctrl-C stops)`);
+      log.info(`ready: status page ${app.httpBase}/, UEFI loader ${app.httpBase}/${image.name}/mboot.efi, boot.cfg ${app.httpBase}/${image.name}/boot.cfg (Ctrl-C stops)`);
+      const view = json ? undefined : progressView(app, log, args.live !== false);
       let code = 0;
-      if (args["until-done"]) code = await untilDone(app.hosts, bus, log, timeoutMs);
-      else await waitForSignal();
+      try {
+        if (args["until-done"]) code = await untilDone(app.hosts, bus, log, timeoutMs);
+        else await waitForSignal();
+      } finally {
+        view?.stop();
+      }
       log.info("stopping");
       await app.close();
       if (code) process.exitCode = code;
     });
   },
 });
+
+/**
+ * Where the machines are: a live table under the log when stdout is a terminal (not under CI, not with
+ * TERM=dumb or --no-live), else one plain line per phase change.
+ */
+function progressView(app: AppHandle, log: Logger, wanted: boolean): { stop(): void } | undefined {
+  const tty = wanted && process.stdout.isTTY === true && !process.env.CI && process.env.TERM !== "dumb";
+  if (!tty) {
+    const unsubscribe = app.bus.subscribe((e) => {
+      if (e.type === "host.phase" && e.mac && app.hosts.get(e.mac)) log.info(phaseLine(hostView(app.hosts, e.mac), e.previous));
+    });
+    return { stop: unsubscribe };
+  }
+  const style = process.env.NO_COLOR ? plainStyle : ansiStyle;
+  const view = new LiveView({
+    out: process.stdout,
+    also: process.stderr.isTTY ? [process.stderr] : [],
+    frame: (columns, rows) => tableLines({ hosts: app.hosts.all().map((s) => hostView(app.hosts, s.mac)), status: app.status(), linkHint: app.hints.linkHint() }, columns, rows, Date.now(), style),
+  });
+  const unsubscribe = app.bus.subscribe(() => view.invalidate());
+  view.start();
+  return {
+    stop() {
+      unsubscribe();
+      view.stop();
+    },
+  };
+}
 
 /** --until-done: 0 when every listed once/install host is done, 1 at a failure, the timeout or Ctrl-C. */
 async function untilDone(hosts: HostRegistry, bus: EventBus, log: ReturnType<typeof loggerFor>, timeoutMs: number | undefined): Promise<number> {

@@ -23,9 +23,21 @@ import type { Logger } from "../log.ts";
 import { ensureStateDir, writeFileAtomic } from "../state/atomic.ts";
 import { tryParseMac, type Mac } from "../wire/mac.ts";
 import type { HostBook, HostEntry } from "./book.ts";
+import { describeEvent, isSizeProbe } from "./describe.ts";
 
 export const PHASES = ["offered", "loader", "bootcfg", "modules", "kickstart", "installing", "done", "failed"] as const;
 export type Phase = (typeof PHASES)[number];
+
+/** The machine's platform as its first-stage firmware showed it (iPXE later hides it). */
+export type Platform = "BIOS" | "UEFI" | "HTTP" | "Mac" | "ARM64" | "other";
+
+/** Moments of one install that the explanations (explain.ts) reason about. */
+export type Mark = "offer" | "request" | "nbp" | "script" | "loader" | "bootcfg" | "module" | "installer" | "ks";
+
+export interface HostEvent {
+  time: number;
+  text: string;
+}
 
 export interface HostState {
   mac: Mac;
@@ -34,18 +46,40 @@ export interface HostState {
   phaseSince: number | undefined;
   ip: string | undefined;
   firmware: string | undefined;
+  platform: Platform | undefined;
   /** Bytes served to it since its install started. */
   bytes: number;
+  /** Of those, the kernel's and modules' (and the disc's, for BIOS): what the progress bar shows. */
+  moduleBytes: number;
+  /** TFTP transfers still running for it: client "ip:port" → bytes acknowledged so far. */
+  inflight: Map<string, { file: string; bytes: number }>;
   lastSeen: number | undefined;
   /** The last thing it did, in words ("GET /esxi/b.b00 200"). */
   lastEvent: string | undefined;
+  /** The last thing that went wrong for it, in words, and when. */
+  lastError: string | undefined;
+  lastErrorAt: number | undefined;
+  /** What its state means, when it looks stuck (explain.ts). */
+  hint: { code: string; level: "info" | "warn"; text: string } | undefined;
+  /** Its last events, oldest first (at most RECENT). */
+  recent: HostEvent[];
+  marks: Partial<Record<Mark, number>>;
+  /** The boot file it was last handed (the NBP). */
+  nbpFile: string | undefined;
   startedAt: number | undefined;
   doneAt: number | undefined;
   failedAt: number | undefined;
   failure: string | undefined;
-  /** What a denied or local-booting machine was told, for the operator. */
+  /** What it was answered, or why not ("no boot answer (not listed…)", "boot ipxe/snponly.efi"). */
   answered: string | undefined;
+  /** [time, progress bytes] samples of the last seconds, for the rate. */
+  samples: Array<[number, number]>;
 }
+
+/** Events kept per machine. */
+export const RECENT = 10;
+/** The rate is measured over this window. */
+const RATE_WINDOW_MS = 5000;
 
 /** At most this many unlisted machines are remembered; the ones seen longest ago go first. */
 const MAX_UNLISTED = 1024;
@@ -65,6 +99,8 @@ export class HostRegistry {
   readonly #tokens = new Map<Mac, string>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #unsubscribe: () => void;
+  /** The bytes of an image's kernel and modules (boot/image.ts bootBytes), for the progress bar. */
+  #bootBytes: (image: string) => number | undefined = () => undefined;
 
   constructor(book: HostBook, stateDir: string, bus: EventBus, log: Logger) {
     this.book = book;
@@ -97,6 +133,38 @@ export class HostRegistry {
 
   get(mac: Mac): HostState | undefined {
     return this.#states.get(mac);
+  }
+
+  /** How many bytes of kernel and modules each image holds (set by the app once the images are open). */
+  setBootBytes(fn: (image: string) => number | undefined): void {
+    this.#bootBytes = fn;
+  }
+
+  /** The image this machine boots (its own, else the one every unlisted machine gets). */
+  imageOf(mac: Mac): string {
+    return this.book.lookup(mac)?.image ?? this.book.fallback.image;
+  }
+
+  /** Progress of its install: bytes of kernel and modules served (running TFTP transfers included) of the total. */
+  progress(mac: Mac, now = Date.now()): { bytes: number; total: number | undefined; rate: number | undefined } {
+    const s = this.#states.get(mac);
+    if (!s) return { bytes: 0, total: undefined, rate: undefined };
+    const bytes = progressBytes(s);
+    let rate: number | undefined;
+    const recent = s.samples.filter(([t]) => now - t <= RATE_WINDOW_MS);
+    if (recent.length && now - (s.lastSeen ?? 0) < RATE_WINDOW_MS) {
+      const [t0, b0] = recent[0]!;
+      rate = now - t0 >= 500 ? ((bytes - b0) * 1000) / (now - t0) : undefined;
+    } else if (s.phase === "modules" || s.phase === "bootcfg") rate = 0;
+    return { bytes, total: this.#bootBytes(this.imageOf(mac)), rate };
+  }
+
+  /** A hint set by the watcher (explain.ts); true when it changed. */
+  setHint(mac: Mac, hint: HostState["hint"]): boolean {
+    const s = this.#states.get(mac);
+    if (!s || (s.hint?.code === hint?.code && s.hint?.text === hint?.text)) return false;
+    s.hint = hint;
+    return true;
   }
 
   /** What the boot policy needs to know of this machine now. */
@@ -146,6 +214,7 @@ export class HostRegistry {
     s.doneAt = now;
     s.failedAt = undefined;
     s.failure = undefined;
+    s.hint = undefined;
     this.#phase(s, "done");
     this.#bus.emit({ type: "host.done", mac, ip: s.ip, hostname: this.book.lookup(mac)?.hostname, seconds: s.startedAt ? (now - s.startedAt) / 1000 : undefined });
   }
@@ -154,6 +223,7 @@ export class HostRegistry {
     const s = this.#state(mac);
     s.failedAt = Date.now();
     s.failure = reason;
+    this.#error(s, s.failedAt, `install failed: ${reason}`);
     if (log?.length) {
       mkdirSync(join(this.#dir, "logs"), { recursive: true });
       writeFileSync(join(this.#dir, "logs", `${mac.replaceAll(":", "-")}-failed.log`), log);
@@ -165,15 +235,19 @@ export class HostRegistry {
   /** Arms a host again: its next network boot installs. */
   rearm(mac: Mac): void {
     const s = this.#state(mac);
-    Object.assign(s, { phase: undefined, phaseSince: undefined, doneAt: undefined, failedAt: undefined, failure: undefined, startedAt: undefined, bytes: 0 });
+    Object.assign(s, { phase: undefined, phaseSince: undefined, doneAt: undefined, failedAt: undefined, failure: undefined, startedAt: undefined, bytes: 0, moduleBytes: 0, lastError: undefined, lastErrorAt: undefined, hint: undefined, marks: {}, samples: [] });
+    s.inflight.clear();
     this.#save();
     this.#log.info(`${mac}: armed again; its next network boot installs`);
   }
 
-  /** A denied or local-booting machine: what it was told (the first time per MAC goes to the log). */
-  note(mac: Mac, answered: string): void {
+  /**
+   * What the boot policy answered this machine ("boot ipxe/snponly.efi", "no boot answer (not listed…)").
+   * With `log`, a change goes to the log too (denied and local-booting machines: the operator wants to know).
+   */
+  note(mac: Mac, answered: string, log = true): void {
     const s = this.#state(mac);
-    if (s.answered !== answered) this.#log.info(`${mac}${s.listed ? "" : " (unlisted)"}: ${answered}`);
+    if (s.answered !== answered && log) this.#log.info(`${mac}${s.listed ? "" : " (unlisted)"}: ${answered}`);
     s.answered = answered;
     s.lastSeen = Date.now();
   }
@@ -195,45 +269,100 @@ export class HostRegistry {
   }
 
   #observe(e: NetbootEvent): void {
-    if (!e.mac || e.type.startsWith("host.")) return;
+    if (!e.mac || e.type === "link.quiet") return;
     const s = this.#state(e.mac);
-    s.lastSeen = Date.now();
+    const now = Date.now();
+    const text = describeEvent(e);
+    if (text && e.type !== "host.phase") {
+      s.recent.push({ time: now, text });
+      if (s.recent.length > RECENT) s.recent.shift();
+    }
+    if (e.type.startsWith("host.")) return;
+    s.lastSeen = now;
     if (e.ip && e.ip !== "0.0.0.0") s.ip = e.ip;
     switch (e.type) {
-      case "dhcp.request":
+      case "dhcp.request": {
         if (e.firmware) s.firmware = e.firmware;
-        s.lastEvent = `DHCP ${e.message}${e.answer ? ` → ${e.answer}` : e.ignored ? ` (ignored: ${e.ignored})` : ""}`;
+        const platform = platformOf(e.firmware);
+        if (platform) s.platform = platform;
+        s.lastEvent = text;
         if (e.file && e.answer) {
           // A boot file handed out: a new install starts, unless this one is under way.
           if (!s.phase || s.phase === "done" || s.phase === "failed" || (PHASES.indexOf(s.phase) >= PHASES.indexOf("kickstart") && e.firmware !== "ipxe")) {
-            s.startedAt = Date.now();
-            s.bytes = 0;
-            s.doneAt = undefined;
-            s.failedAt = undefined;
-            s.failure = undefined;
+            this.#restart(s, now);
             this.#phase(s, "offered");
           }
-        } else if (!e.file && s.phase === "modules" && (e.firmware === "unknown" || e.firmware === undefined)) {
+          if (e.message === "DISCOVER") s.marks.offer = now;
+        }
+        if (e.message === "REQUEST") s.marks.request = now;
+        if (e.firmware === "ipxe") s.marks.offer = s.marks.offer ?? now; else if (!e.file && s.phase === "modules" && (e.firmware === "unknown" || e.firmware === undefined)) {
+          s.marks.installer = now;
           this.#phase(s, "kickstart"); // the installer's own DHCP
         }
         break;
+      }
       case "bsdp.request":
         s.firmware = "apple";
-        s.lastEvent = `BSDP ${e.message}${e.answer ? ` → ${e.answer}` : ""}`;
+        s.platform = "Mac";
+        s.lastEvent = text;
+        if (e.answer && /SELECT/.test(e.message)) s.marks.offer = now;
+        break;
+      case "tftp.start":
+        s.inflight.set(e.client, { file: e.file, bytes: 0 });
+        break;
+      case "tftp.progress":
+        s.inflight.set(e.client, { file: e.file, bytes: e.bytes });
+        if (isModule(e.file)) s.marks.module = now;
+        sample(s, now);
         break;
       case "tftp.end":
       case "http.end": {
+        if (e.type === "tftp.end") s.inflight.delete(e.client);
         const ok = e.type === "tftp.end" ? e.outcome === "sent" : e.status === 200 || e.status === 206;
         s.bytes += e.bytes;
-        s.lastEvent = e.type === "tftp.end" ? `TFTP ${e.file} ${e.outcome}` : `${e.method} ${e.path} ${e.status}`;
-        if (!ok || !e.what) break;
+        s.lastEvent = text;
+        if (e.type === "tftp.end" && e.outcome !== "sent" && !isSizeProbe(e)) this.#error(s, now, text!);
+        if (e.type === "http.end" && e.status >= 400 && !/crypto64\.efi$/i.test(e.path)) this.#error(s, now, text!);
+        if (!ok || !e.what) {
+          sample(s, now);
+          break;
+        }
         const to = phaseOf(e.what);
+        if (to === "modules") {
+          s.moduleBytes += e.bytes;
+          s.marks.module = now;
+        }
+        if (e.what.startsWith("iPXE ") && e.what !== "iPXE script") {
+          s.marks.nbp = now;
+          s.nbpFile = e.type === "tftp.end" ? e.file : e.path;
+        }
+        if (e.what === "iPXE script") s.marks.script = now;
+        if (e.what === "EFI loader") {
+          s.marks.loader = now;
+          s.nbpFile = e.type === "tftp.end" ? e.file : e.path;
+        }
+        if (e.what === "boot.cfg") s.marks.bootcfg = now;
+        if (e.what === "ks.cfg") s.marks.ks = now;
+        sample(s, now);
         if (to && s.phase && PHASES.indexOf(to) > PHASES.indexOf(s.phase) && s.phase !== "done" && s.phase !== "failed") this.#phase(s, to);
         break;
       }
+      case "ks.served":
+        if (e.refused) this.#error(s, now, `kickstart refused: ${e.refused}`);
+        break;
       default:
         break;
     }
+  }
+
+  #restart(s: HostState, now: number): void {
+    Object.assign(s, { startedAt: now, bytes: 0, moduleBytes: 0, doneAt: undefined, failedAt: undefined, failure: undefined, lastError: undefined, lastErrorAt: undefined, hint: undefined, marks: {}, samples: [], nbpFile: undefined });
+    s.inflight.clear();
+  }
+
+  #error(s: HostState, now: number, text: string): void {
+    s.lastError = text;
+    s.lastErrorAt = now;
   }
 
   #phase(s: HostState, phase: Phase): void {
@@ -309,5 +438,65 @@ function phaseOf(what: string): Phase | undefined {
 }
 
 function blank(mac: Mac, listed: boolean): HostState {
-  return { mac, listed, phase: undefined, phaseSince: undefined, ip: undefined, firmware: undefined, bytes: 0, lastSeen: undefined, lastEvent: undefined, startedAt: undefined, doneAt: undefined, failedAt: undefined, failure: undefined, answered: undefined };
+  return {
+    mac,
+    listed,
+    phase: undefined,
+    phaseSince: undefined,
+    ip: undefined,
+    firmware: undefined,
+    platform: undefined,
+    bytes: 0,
+    moduleBytes: 0,
+    inflight: new Map(),
+    lastSeen: undefined,
+    lastEvent: undefined,
+    lastError: undefined,
+    lastErrorAt: undefined,
+    hint: undefined,
+    recent: [],
+    marks: {},
+    nbpFile: undefined,
+    startedAt: undefined,
+    doneAt: undefined,
+    failedAt: undefined,
+    failure: undefined,
+    answered: undefined,
+    samples: [],
+  };
+}
+
+/** Kernel and module bytes served, with what running TFTP transfers of modules have sent so far. */
+function progressBytes(s: HostState): number {
+  let n = s.moduleBytes;
+  for (const t of s.inflight.values()) if (isModule(t.file)) n += t.bytes;
+  return n;
+}
+
+function sample(s: HostState, now: number): void {
+  s.samples.push([now, progressBytes(s)]);
+  while (s.samples.length > 2 && now - s.samples[0]![0] > RATE_WINDOW_MS) s.samples.shift();
+}
+
+/** A TFTP name that is a kernel or module, not a first stage, a boot.cfg or a kickstart. */
+function isModule(file: string): boolean {
+  return !/(^|\/)(ipxe\/[^/]+|boot\.cfg|boot\.ipxe|mboot\.efi|bootx64\.efi|bootaa64\.efi|crypto64\.efi|ks\.cfg|[^/]+\.kpxe)$/i.test(file.replace(/^[a-z]+:\/\/[^/]+/i, ""));
+}
+
+function platformOf(firmware: string | undefined): Platform | undefined {
+  switch (firmware) {
+    case "bios":
+      return "BIOS";
+    case "efi-x64":
+      return "UEFI";
+    case "efi-x64-http":
+    case "efi-arm64-http":
+      return "HTTP";
+    case "efi-arm64":
+      return "ARM64";
+    case "apple":
+      return "Mac";
+    default:
+      return undefined; // iPXE, the installer: the platform stays what the firmware said
+  }
 }

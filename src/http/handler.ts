@@ -21,7 +21,13 @@ export interface HttpRequest {
 export type HttpBody =
   | { kind: "bytes"; bytes: Uint8Array }
   /** [start, end) of a file: the edge streams it (sendfile for local files). */
-  | { kind: "file"; data: FileData; start: number; end: number };
+  | { kind: "file"; data: FileData; start: number; end: number }
+  /**
+   * An open-ended stream (Server-Sent Events for browsers and `curl -N`), the one answer without a
+   * Content-Length: `open` starts it, `send` returns false once the client is gone, the returned function
+   * stops it. No boot file is ever sent this way.
+   */
+  | { kind: "stream"; open(send: (chunk: Uint8Array) => boolean, end: () => void): () => void };
 
 export interface HttpResponse {
   status: number;
@@ -48,7 +54,7 @@ export interface HttpRoutedFile {
 export interface HttpAppOptions {
   files: BootFiles;
   routes?: readonly HttpRoute[];
-  /** The API (/api/…, /metrics): asked first, any method; undefined passes to the files. */
+  /** The API (/api/…, /metrics, the status page at /): asked first, any method; undefined passes to the files. */
   api?: (parts: readonly string[], req: HttpRequest, client: ClientHint) => Promise<HttpResponse | undefined>;
   /** MAC the server learned for a client address (from its DHCP traffic). */
   macForAddress?: (address: string) => Mac | undefined;
@@ -86,7 +92,10 @@ export function createHttpApp(opts: HttpAppOptions): (req: HttpRequest) => Promi
       if (r) return fileResponse(req, r.data, { ...base, mac: r.mac }, server, r.contentType ?? contentType(path), r.noStore ?? true);
     }
 
-    if (parts.length === 0) return index(req, opts.files, base, server);
+    if (parts.length === 0 || (parts.length === 1 && parts[0]!.toLowerCase() === "images" && !opts.files.config.images.some((i) => i.name.toLowerCase() === "images"))) {
+      if (parts.length === 1 && !path.endsWith("/")) return simple(301, "moved", { location: `${path}/` });
+      return index(req, opts.files, base, server);
+    }
     const resolved = await opts.files.resolve(parts, client);
     if (resolved.kind === "missing") return { ...simple(404, "not found"), mac: resolved.mac, note: resolved.reason };
     if (resolved.kind === "forbidden") return { ...simple(403, "forbidden"), mac: resolved.mac, note: resolved.reason, what: resolved.what };
@@ -198,7 +207,7 @@ function index(req: HttpRequest, files: BootFiles, base: { path: string; mac: Ma
     const label = i.esxi ? `${i.esxi.displayName}` : i.tree.kind;
     return `<li><a href="/${encodeURIComponent(i.name)}/">${esc(i.name)}</a>: ${esc(label)}${i.esxi ? ` — <a href="/${encodeURIComponent(i.name)}/boot.cfg">boot.cfg</a>` : ""}</li>`;
   });
-  return html(req, "netboot", items, base, server);
+  return html(req, "netboot: images", items, base, server);
 }
 
 async function listing(req: HttpRequest, entries: Promise<import("../files/tree.ts").FileInfo[]>, path: string, base: { path: string; mac: Mac | undefined; note: string | undefined }, server: string): Promise<HttpResponse> {

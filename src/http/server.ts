@@ -79,12 +79,13 @@ function logAccess(opts: HttpServerOptions, e: AccessEntry): void {
   opts.onRequest?.(e);
   const line = accessLine(e);
   if (e.status >= 500) opts.log.warn(line);
-  else if (e.status === 404 || e.status === 400) opts.log.debug(line);
+  // The status page polls the API: those lines would drown the clients' (they are there with --verbose).
+  else if (e.status === 404 || e.status === 400 || e.path === "/" || e.path.startsWith("/api/") || e.path === "/metrics") opts.log.debug(line);
   else opts.log.info(line);
 }
 
 function bodyLength(body: HttpBody | undefined): number {
-  if (!body) return 0;
+  if (!body || body.kind === "stream") return 0;
   return body.kind === "bytes" ? body.bytes.length : body.end - body.start;
 }
 
@@ -121,6 +122,12 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
         const client = stripV4Mapped(srv.requestIP(req)?.address);
         const res = await opts.app({ method: req.method, target, header: (n) => req.headers.get(n), remoteAddress: client, body: async (limit) => new Uint8Array(await req.arrayBuffer()).subarray(0, limit) });
         const entry: AccessEntry = { client: client ?? "?", method: req.method, path: res.path, status: res.status, bytes: bodyLength(res.body), mac: res.mac, note: res.note, what: res.what };
+        if (res.body?.kind === "stream") {
+          logAccess(opts, { ...entry, note: "stream", framing: "chunked" });
+          // A browser's event stream: never idle-timed out (the app sends a comment every 15 s anyway).
+          srv.timeout(req, 0);
+          return new Response(bunStream(res.body), { status: res.status, headers: res.headers });
+        }
         let body: Uint8Array | Blob | null;
         try {
           body = await bunBody(res.body, opts.cache);
@@ -164,8 +171,37 @@ function unavailable(err: unknown): Response {
  * (generated files already are; a request that touches the changed sectors of a virtual image is a few
  * sectors for iPXE's SAN reads, and a whole-image download takes one turn at a time).
  */
+function bunStream(body: Extract<HttpBody, { kind: "stream" }>): ReadableStream<Uint8Array> {
+  let stop: (() => void) | undefined;
+  return new ReadableStream<Uint8Array>({
+    start(ctrl) {
+      let open = true;
+      stop = body.open(
+        (chunk) => {
+          if (!open) return false;
+          try {
+            ctrl.enqueue(chunk);
+            return true;
+          } catch {
+            open = false;
+            return false;
+          }
+        },
+        () => {
+          if (open) ctrl.close();
+          open = false;
+        },
+      );
+    },
+    cancel() {
+      stop?.();
+    },
+  });
+}
+
 async function bunBody(body: HttpBody | undefined, cache: ContentCache | undefined): Promise<Uint8Array | Blob | null> {
   if (!body) return null;
+  if (body.kind === "stream") return null;
   if (body.kind === "bytes") return body.bytes;
   const { data, start, end } = body;
   if (end === start) return new Uint8Array(0);
@@ -240,6 +276,20 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
   }
   const entry: AccessEntry = { client: client ?? "?", method: req.method ?? "?", path: response.path, status: response.status, bytes: 0, mac: response.mac, note: response.note, what: response.what };
   const body = response.body;
+  if (body?.kind === "stream") {
+    res.writeHead(response.status, response.headers);
+    res.flushHeaders();
+    req.socket.setTimeout(0);
+    const stop = body.open(
+      (chunk) => !res.destroyed && (res.write(chunk), true),
+      () => res.end(),
+    );
+    res.on("close", () => {
+      stop();
+      logAccess(opts, { ...entry, note: "stream", framing: "chunked" });
+    });
+    return;
+  }
   // Before answering, have the bytes of a cached file, or the first chunk of a file that is not local: a
   // failing source (a URL that went away or changed) then gives a 503, not a cut 200.
   let first: Uint8Array | undefined;

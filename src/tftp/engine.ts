@@ -33,9 +33,17 @@ export interface TransferEvent {
   engine: string;
 }
 
+/** A transfer still running, and the bytes its client has acknowledged so far. */
+export interface TransferProgress {
+  spec: TransferSpec;
+  bytes: number;
+}
+
 export interface TransferEngine {
   readonly name: string;
   readonly active: number;
+  /** Every running transfer (the worker's figures are at most a second old). */
+  progress(): TransferProgress[];
   /** Rejects when the transfer could not be set up (no socket); otherwise reports through onEnd. */
   start(spec: TransferSpec, onEnd: (e: TransferEvent) => void): Promise<void>;
   close(): Promise<void>;

@@ -26,7 +26,7 @@ export async function createFfiEngine(log: Logger): Promise<FfiEngine> {
   // the entry points' common root (src/), while this module is bundled into the main entry at that root.
   const compiled = import.meta.url.includes("$bunfs");
   const worker = new Worker(new URL(compiled ? "./tftp/ffi-worker.ts" : "./ffi-worker.ts", import.meta.url).href);
-  const pending = new Map<number, { started: (err?: Error) => void; onEnd: (e: TransferEvent) => void }>();
+  const pending = new Map<number, { started: (err?: Error) => void; onEnd: (e: TransferEvent) => void; spec: TransferSpec; bytes: number }>();
   const sizes = new Map<string, number>();
   let nextId = 1;
   let alive = true;
@@ -56,6 +56,13 @@ export async function createFfiEngine(log: Logger): Promise<FfiEngine> {
   worker.onmessage = (e: MessageEvent<FromWorker>) => {
     const m = e.data;
     if (m.type === "ready") return;
+    if (m.type === "progress") {
+      for (const [id, bytes] of m.items) {
+        const p = pending.get(id);
+        if (p) p.bytes = bytes;
+      }
+      return;
+    }
     const p = pending.get(m.id);
     if (!p) return;
     if (m.type === "started") p.started();
@@ -91,6 +98,7 @@ export async function createFfiEngine(log: Logger): Promise<FfiEngine> {
     get active() {
       return pending.size;
     },
+    progress: () => [...pending.values()].map((p) => ({ spec: p.spec, bytes: p.bytes })),
     accepts(spec) {
       return alive && (spec.data.local !== undefined || (spec.bytes !== undefined && spec.bytes.length <= MAX_HANDOVER));
     },
@@ -111,7 +119,7 @@ export async function createFfiEngine(log: Logger): Promise<FfiEngine> {
       const oack = g.oack.size ? (encodeTftpPacket({ op: Opcode.OACK, options: g.oack }).slice().buffer as ArrayBuffer) : undefined;
       if (oack) transfer.push(oack);
       return new Promise<void>((resolve, reject) => {
-        pending.set(id, { started: (err) => (err ? reject(err) : resolve()), onEnd });
+        pending.set(id, { started: (err) => (err ? reject(err) : resolve()), onEnd, spec, bytes: 0 });
         send(
           {
             type: "start",

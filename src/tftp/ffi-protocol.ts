@@ -27,4 +27,6 @@ export type FromWorker =
   | { type: "ready" }
   | { type: "started"; id: number }
   | { type: "error"; id: number; message: string }
-  | { type: "end"; id: number; event: TransferEvent };
+  | { type: "end"; id: number; event: TransferEvent }
+  /** Bytes acknowledged so far, [id, bytes] per running transfer, about once a second. */
+  | { type: "progress"; items: Array<[number, number]> };

@@ -80,12 +80,20 @@ function watch(fd: number, id: number): void {
  * The loop: block in epoll_wait() until client packets, a wake-up from the main thread, or the next deadline
  * check. Work per wake-up is proportional to the packets that arrived, not to the number of transfers.
  */
+/** How often the main thread hears how far each transfer is (the operator's progress bars). */
+const PROGRESS_MS = 1000;
+let nextProgress = 0;
+
 function run(): void {
   running = true;
   let nextScan = 0;
   try {
     while (transfers.size > 0 && !closing) {
       let now = performance.now();
+      if (now >= nextProgress) {
+        nextProgress = now + PROGRESS_MS;
+        post({ type: "progress", items: [...transfers.values()].map((t) => [t.id, t.acknowledged()]) });
+      }
       if (now >= nextScan) {
         soonest = Infinity;
         for (const t of transfers.values()) {
@@ -289,6 +297,10 @@ class WT {
     // struct mmsghdr starts with a struct msghdr: one block goes out by sendmsg, a window by sendmmsg.
     if (k === 1) libc.sendmsg(this.fd, this.#base + this.#mmsgAt, 0);
     else libc.sendmmsg(this.fd, this.#base + this.#mmsgAt, k, 0);
+  }
+
+  acknowledged(): number {
+    return Math.min(this.#m.size, this.#state.acked * this.#m.blksize);
   }
 
   #end(outcome: "sent" | "failed" | "refused", reason: string | undefined): void {

@@ -18,6 +18,7 @@ export function createLoopEngine(runtime?: "bun" | "node", open: typeof openUdp 
     get active() {
       return live.size;
     },
+    progress: () => [...live].map((t) => t.progress()),
     async start(spec, onEnd) {
       let t: LoopTransfer | undefined;
       // Connected to the client: the kernel keeps other senders out (RFC 1350 §4's "unknown TID" never
@@ -82,6 +83,10 @@ class LoopTransfer {
 
   start(): void {
     this.#do(this.#state.start());
+  }
+
+  progress(): { spec: TransferSpec; bytes: number } {
+    return { spec: this.#spec, bytes: Math.min(this.#spec.data.size, this.#state.acked * this.#spec.granted.blksize) };
   }
 
   onPacket(data: Uint8Array, address: string, port: number): void {

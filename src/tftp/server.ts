@@ -58,6 +58,8 @@ export interface TftpServerHandle {
   readonly port: number;
   /** Transfers in progress. */
   readonly active: number;
+  /** Each running transfer and the bytes acknowledged so far. */
+  transfers(): Array<{ client: string; file: string; mac: Mac | undefined; bytes: number; size: number }>;
   readonly engine: string;
   close(): Promise<void>;
 }
@@ -155,6 +157,8 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     get active() {
       return loop.active + (fast?.active ?? 0);
     },
+    transfers: () =>
+      [...loop.progress(), ...(fast?.progress() ?? [])].map(({ spec, bytes }) => ({ client: `${spec.client.address}:${spec.client.port}`, file: spec.file, mac: spec.mac, bytes, size: spec.data.size })),
     engine: fast ? `${fast.name} (event loop for the rest)` : loop.name,
     async close() {
       closed = true;
