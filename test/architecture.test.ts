@@ -22,6 +22,7 @@ const allowed: Record<string, string[]> = {
   "events.ts": ["wire"],
   "hosts": ["errors.ts", "wire", "boot", "log.ts", "state", "events.ts", "http"],
   "demo": ["errors.ts", "wire", "iso", "files", "boot", "http", "tftp", "net"],
+  "doctor": ["errors.ts", "wire", "log.ts", "net", "dhcp", "files"],
   "sim": ["errors.ts", "wire", "iso", "boot", "dhcp", "bsdp", "tftp", "http", "demo", "net"],
   "ui": ["errors.ts", "wire", "log.ts", "events.ts", "hosts", "http"],
   "config.ts": ["errors.ts", "wire", "boot", "dhcp"],

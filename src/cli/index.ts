@@ -15,5 +15,6 @@ export default defineCommand({
     check: () => import("./check.ts").then((m) => m.default),
     hosts: () => import("./hosts.ts").then((m) => m.default),
     simulate: () => import("./simulate.ts").then((m) => m.default),
+    doctor: () => import("./doctor.ts").then((m) => m.default),
   },
 });
