@@ -25,6 +25,7 @@ const allowed: Record<string, string[]> = {
   "doctor": ["errors.ts", "wire", "log.ts", "net", "dhcp", "files"],
   "sim": ["errors.ts", "wire", "iso", "boot", "dhcp", "bsdp", "tftp", "http", "demo", "net"],
   "ui": ["errors.ts", "wire", "log.ts", "events.ts", "hosts", "http"],
+  "os": ["errors.ts"],
   "config.ts": ["errors.ts", "wire", "boot", "dhcp"],
   "app.ts": ["errors.ts", "wire", "iso", "files", "boot", "net", "http", "tftp", "dhcp", "bsdp", "hosts", "state", "log.ts", "config.ts", "events.ts", "ui"],
   "cli": ["*"],

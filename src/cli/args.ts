@@ -21,6 +21,7 @@ export const serveArgs = {
   "allow-any": { type: "boolean", description: "Let every machine that network-boots here have the --ks kickstart (it wipes disks)" },
   json: { type: "boolean", description: "One JSON event per line on stdout (the log goes to stderr)" },
   live: { type: "boolean", default: true, description: "On a terminal, a live table of the machines under the log (one plain line per phase change otherwise)", negativeDescription: "No live table: one plain line per phase change, as when the output is not a terminal" },
+  user: { type: "string", description: "As root: once every socket is bound, run as this user (NAME, UID or USER:GROUP); default the one who ran sudo, else nobody; root keeps root", valueHint: "USER" },
   "until-done": { type: "boolean", description: "Exit 0 when every listed host in mode once or install has reported done; 1 when one fails or at --timeout" },
   timeout: { type: "string", description: "With --until-done: give up after this long (90s, 45m, 2h)", valueHint: "DURATION" },
   iface: { type: "string", description: "The link to serve: its address is the server's, DHCP answers only there", valueHint: "NAME" },
@@ -58,7 +59,7 @@ export const serveArgs = {
 export type ServeArgsParsed = { source?: string; _?: string[] } & Partial<Record<Exclude<keyof typeof serveArgs, "source" | "verbose" | "quiet">, string | boolean | undefined>>;
 
 /** The options a lab file's server: section may set (the long names of serve's flags). */
-export const serveOptionNames: ReadonlySet<string> = new Set(Object.keys(serveArgs).filter((k) => !["source", "config", "verbose", "quiet", "until-done", "timeout", "json", "live"].includes(k)));
+export const serveOptionNames: ReadonlySet<string> = new Set(Object.keys(serveArgs).filter((k) => !["source", "config", "verbose", "quiet", "until-done", "timeout", "json", "live", "user"].includes(k)));
 
 export function parseIntArg(v: string | undefined, flag: string, fallback: number): number {
   if (v === undefined || v === "") return fallback;

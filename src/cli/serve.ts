@@ -1,4 +1,6 @@
 import { defineCommand } from "citty";
+import { accessSync, closeSync, constants, openSync } from "node:fs";
+import { ConfigError } from "../errors.ts";
 import { startApp, type AppHandle } from "../app.ts";
 import { hostView } from "../hosts/api.ts";
 import type { Logger } from "../log.ts";
@@ -9,6 +11,7 @@ import { loadLabFile } from "../hosts/lab.ts";
 import type { HostRegistry } from "../hosts/registry.ts";
 import { givenFlags, parseDuration, serveArgs, serveConfigFromArgs, serveOptionNames } from "./args.ts";
 import { guard, loggerFor } from "./common.ts";
+import { describeIdentity, dropTo, handOver, isRoot, resolveIdentity, type Identity } from "../os/privilege.ts";
 
 export default defineCommand({
   meta: {
@@ -28,10 +31,19 @@ export default defineCommand({
       const lab = args.config ? loadLabFile(args.config, serveOptionNames) : undefined;
       const config = serveConfigFromArgs(args as never, undefined, lab, givenFlags(rawArgs));
       const timeoutMs = args.timeout ? parseDuration(args.timeout, "--timeout") : undefined;
-      if (timeoutMs !== undefined && !args["until-done"]) throw new (await import("../errors.ts")).ConfigError("E_ARG", "--timeout goes with --until-done");
+      if (timeoutMs !== undefined && !args["until-done"]) throw new ConfigError("E_ARG", "--timeout goes with --until-done");
       const bus = new EventBus();
       if (json) bus.subscribe((e) => process.stdout.write(JSON.stringify(e) + "\n"));
+      // Who to become, decided before anything is opened: a --user that does not exist stops here.
+      const become = isRoot() ? resolveIdentity(args.user) : undefined;
+      if (args.user && !isRoot()) log.warn(`--user ${args.user}: not running as root, nothing to drop`);
       const app = await startApp(config, log, { lab, bus });
+      try {
+        await dropPrivileges(app, become, args.user, log);
+      } catch (err) {
+        await app.close();
+        throw err;
+      }
       const image = app.images[0]!;
       log.info(`ready: status page ${app.httpBase}/, UEFI loader ${app.httpBase}/${image.name}/mboot.efi, boot.cfg ${app.httpBase}/${image.name}/boot.cfg (Ctrl-C stops)`);
       const view = json ? undefined : progressView(app, log, args.live !== false);
@@ -48,6 +60,43 @@ export default defineCommand({
     });
   },
 });
+
+/**
+ * Every socket is bound and every source open: give the state and cache directories to the account and
+ * become it. Then check that each image can still be read as that account (a directory source under
+ * /root cannot), and stop with one line if not.
+ */
+async function dropPrivileges(app: AppHandle, who: Identity | undefined, asked: string | undefined, log: Logger): Promise<void> {
+  if (!isRoot()) return;
+  if (!who) {
+    log.warn(asked ? `--user ${asked}: keeping root, as asked` : "running as root");
+    return;
+  }
+  handOver([app.config.stateDir, app.config.cacheDir], who);
+  dropTo(who);
+  for (const dir of [app.config.stateDir, app.config.cacheDir]) {
+    if (!dir) continue;
+    try {
+      accessSync(dir, constants.W_OK | constants.X_OK);
+    } catch {
+      throw new ConfigError("E_PRIV", `${dir} is not writable as ${who.name} (a directory above it is closed to that user?): choose another --state-dir/--cache-dir, or give --user`);
+    }
+  }
+  for (const image of app.images) {
+    const probe = (await image.tree.stat("boot.cfg")) ?? (await image.tree.list("/")).find((f) => f.type === "file");
+    try {
+      if (probe?.type === "file") {
+        const data = await image.tree.open(probe);
+        // The HTTP edge opens a local file by its path for every answer (sendfile): that path must open.
+        if (data.local) closeSync(openSync(data.local.path, "r"));
+        else await data.read(0, Math.min(probe.size, 1));
+      }
+    } catch (err) {
+      throw new ConfigError("E_PRIV", `${image.tree.description} is not readable as ${who.name} (${(err as Error).message.split("\n")[0]}): make it readable to that user, or give --user root`);
+    }
+  }
+  log.info(`running as ${describeIdentity(who)} (root dropped; ${app.config.stateDir}${app.config.cacheDir ? ` and ${app.config.cacheDir}` : ""} handed over)`);
+}
 
 /**
  * Where the machines are: a live table under the log when stdout is a terminal (not under CI, not with
