@@ -3,14 +3,18 @@
  * Builds the shipped artifacts into dist/:
  *   dist/netboot-linux-x64, -linux-arm64, -darwin-x64, -darwin-arm64   single executables (Bun fetches each
  *                                                                        target's runtime from npm)
+ *   dist/SHA256SUMS                                                     their checksums (sha256sum -c)
  *   dist/node/main.js                                                   a bundle for Node 20+
  * Debian's iPXE binaries (package `ipxe`: undionly.kpxe, snponly.efi, ipxe.efi) are embedded in both, never
  * committed, never built here; without them the build warns and netboot looks for them at run time.
  *
  *   bun scripts/build.ts [--host] [--targets linux-x64,darwin-arm64] [--no-node] [--ipxe-dir DIR]
  */
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { gzipSync } from "node:zlib";
 import type { BunPlugin } from "bun";
 import { adhocSign, verifySignature } from "./macho-sign.ts";
 
@@ -34,6 +38,11 @@ const ipxeFiles = ["undionly.kpxe", "snponly.efi", "ipxe.efi"].filter((f) => exi
 if (ipxeFiles.length < 3) {
   console.warn(`warning: only ${ipxeFiles.join(", ") || "no iPXE binaries"} in ${ipxeDir} (apt-get install ipxe); the build looks for the rest at run time`);
 }
+// Embedded gzipped (851 + 174 + 74 KB become 423 + 99 + 74 KB); files/ipxe.ts unpacks them at start.
+const packed = join(dist, ".ipxe");
+rmSync(packed, { recursive: true, force: true });
+mkdirSync(packed, { recursive: true });
+for (const f of ipxeFiles) writeFileSync(join(packed, `${f}.gz`), gzipSync(readFileSync(join(ipxeDir, f)), { level: 9 }));
 const ipxePlugin: BunPlugin = {
   name: "netboot-embedded-ipxe",
   setup(build) {
@@ -41,11 +50,35 @@ const ipxePlugin: BunPlugin = {
     build.onLoad({ filter: /.*/, namespace: "netboot-embedded" }, () => ({
       loader: "js",
       contents:
-        ipxeFiles.map((f, i) => `import f${i} from ${JSON.stringify(join(ipxeDir, f))} with { type: "file" };`).join("\n") +
+        ipxeFiles.map((f, i) => `import f${i} from ${JSON.stringify(join(packed, `${f}.gz`))} with { type: "file" };`).join("\n") +
         `\nexport default { ${ipxeFiles.map((f, i) => `${JSON.stringify(f)}: f${i}`).join(", ")} };\n`,
     }));
   },
 };
+
+// undici is the URL client under Node only (files/url.ts loads it on demand): the executables, which use
+// Bun's fetch, leave its ~540 KB of minified code out and say so if it is ever asked for.
+const noUndiciPlugin: BunPlugin = {
+  name: "netboot-no-undici",
+  setup(build) {
+    build.onResolve({ filter: /\/net\/undici\.ts$/ }, () => ({ path: "undici", namespace: "netboot-no-undici" }));
+    build.onLoad({ filter: /.*/, namespace: "netboot-no-undici" }, () => ({
+      loader: "js",
+      contents: `throw new Error("this executable leaves undici out: its URL client is Bun's fetch (unset NETBOOT_URL_CLIENT)");`,
+    }));
+  },
+};
+
+// What `netboot --version` says beyond the version (cli/version.ts).
+const git = (args: string[]) => {
+  try {
+    return execFileSync("git", args, { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "";
+  }
+};
+const commit = (git(["rev-parse", "--short=12", "HEAD"]) || "unknown") + (git(["status", "--porcelain", "--untracked-files=no"]) ? "+dirty" : "");
+const buildInfo = (artifact: string) => ({ NETBOOT_BUILD: JSON.stringify(JSON.stringify({ commit, date: new Date().toISOString().slice(0, 10), artifact })) });
 
 async function check(result: Awaited<ReturnType<typeof Bun.build>>, what: string): Promise<void> {
   if (!result.success) {
@@ -61,8 +94,10 @@ for (const t of targets) {
   const r = await Bun.build({
     entrypoints: [join(root, "src/main.ts"), join(root, "src/tftp/ffi-worker.ts"), join(root, "src/net/recvif-worker.ts")],
     compile: { target: `bun-${t}` as never, outfile: out },
-    minify: { syntax: true },
-    plugins: [ipxePlugin],
+    // Whitespace and identifiers too: 1.68 MB of code becomes 0.49 MB; names kept (errors and logs show them).
+    minify: { syntax: true, whitespace: true, identifiers: true, keepNames: true },
+    define: buildInfo(`executable for ${t}`),
+    plugins: [ipxePlugin, noUndiciPlugin],
   });
   await check(r, out);
   let signature = "";
@@ -83,6 +118,17 @@ for (const t of targets) {
   console.log(`  ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB, iPXE: ${ipxeFiles.join(", ") || "none"}${signature})`);
 }
 
+// SHA256SUMS of every executable in dist/ (`sha256sum -c SHA256SUMS` there), the ones built now and any
+// left from an earlier build of other targets: one line each, in the format sha256sum writes.
+{
+  const lines = all
+    .map((t) => join(dist, `netboot-${t}`))
+    .filter((f) => existsSync(f))
+    .map((f) => `${createHash("sha256").update(readFileSync(f)).digest("hex")}  ${basename(f)}`);
+  writeFileSync(join(dist, "SHA256SUMS"), lines.join("\n") + "\n");
+  console.log(`  ${join(dist, "SHA256SUMS")} (${lines.length} executables)`);
+}
+
 if (!flag("--no-node")) {
   const outdir = join(dist, "node");
   rmSync(outdir, { recursive: true, force: true });
@@ -95,6 +141,7 @@ if (!flag("--no-node")) {
     splitting: true,
     external: ["bun:ffi"],
     naming: { asset: "[name].[ext]", chunk: "chunks/[name]-[hash].[ext]" },
+    define: buildInfo("Node bundle"),
     plugins: [ipxePlugin],
   });
   await check(r, outdir);

@@ -3,4 +3,11 @@
 import { runMain } from "citty";
 import root from "./cli/index.ts";
 
-await runMain(root);
+const first = process.argv[2];
+if (process.argv.length === 3 && (first === "--version" || first === "-v")) {
+  // More than citty's bare version: the commit, the runtime and what is embedded (cli/version.ts).
+  const { versionText } = await import("./cli/version.ts");
+  process.stdout.write(`${await versionText()}\n`);
+} else {
+  await runMain(root);
+}

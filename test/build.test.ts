@@ -52,7 +52,24 @@ describe("build", () => {
       expect(statSync(f).size).toBeGreaterThan(10_000_000);
     }
     expect(existsSync(join(repo, "dist/node/main.js"))).toBe(true);
+    // sha256sum's own check of the checksums file, in dist/ as a user would run it after a download.
+    const sums = readFileSync(join(repo, "dist/SHA256SUMS"), "utf8");
+    expect(sums.trim().split("\n").map((l) => l.split("  ")[1])).toEqual(["netboot-linux-x64", "netboot-linux-arm64", "netboot-darwin-x64", "netboot-darwin-arm64"]);
+    const check = Bun.spawnSync(["sha256sum", "-c", "SHA256SUMS"], { cwd: join(repo, "dist") });
+    expect(check.stdout.toString()).toBe(["linux-x64", "linux-arm64", "darwin-x64", "darwin-arm64"].map((t) => `netboot-${t}: OK\n`).join(""));
+    expect(check.exitCode).toBe(0);
   }, 600_000);
+
+  test("the linux-arm64 executable starts and runs the demo to PASS (qemu-aarch64-static, Debian's arm64 libc)", async () => {
+    requireTool("qemu-aarch64-static");
+    expect(existsSync("/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1")).toBe(true);
+    const exe = join(repo, "dist", "netboot-linux-arm64");
+    const d = await cli(["-L", "/usr/aarch64-linux-gnu", exe, "demo"], { cmd: ["qemu-aarch64-static"], timeoutMs: 120_000 });
+    expect(d.stdout).toContain("summary: 4 routes: PASS");
+    expect(d.code).toBe(0);
+    const v = await cli(["-L", "/usr/aarch64-linux-gnu", exe, "--version"], { cmd: ["qemu-aarch64-static"] });
+    expect(v.stdout).toContain("runtime: Bun 1.4.5 on linux-arm64 (executable for linux-arm64)");
+  }, 180_000);
 
   test("darwin binaries: a code signature macOS accepts (every page hash, the code limit at the signature)", () => {
     for (const t of ["darwin-x64", "darwin-arm64"]) {
@@ -73,7 +90,18 @@ describe("build", () => {
     const exe = join(repo, "dist", `netboot-${host}`);
     const v = await cli(["--version"], { cmd: [exe] });
     expect(v.code).toBe(0);
-    expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    const pkg = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")) as { version: string; devDependencies: Record<string, string> };
+    const lines = v.stdout.trimEnd().split("\n");
+    expect(lines[0]).toBe(`netboot ${pkg.version}`);
+    // The commit it was built from, the runtime, the embedded assets (sizes of Debian's files).
+    const head = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { cwd: repo }).stdout.toString().trim();
+    expect(lines[1]).toMatch(new RegExp(`^commit: ${head}(\\+dirty)? \\(built \\d{4}-\\d\\d-\\d\\d\\)$`));
+    expect(lines[2]).toBe(`runtime: Bun ${pkg.devDependencies.bun} on ${host} (executable for ${host})`);
+    const kb = (f: string) => Math.round(statSync(`/usr/lib/ipxe/${f}`).size / 1e3);
+    expect(lines[3]).toBe(`iPXE: embedded: undionly.kpxe ${kb("undionly.kpxe")} KB, snponly.efi ${kb("snponly.efi")} KB, ipxe.efi ${kb("ipxe.efi")} KB`);
+    expect(lines[4]).toMatch(/^embedded: sample image 451 KB \(netboot demo\), status page \d+ KB$/);
+    // From source, the same first line.
+    expect((await cli(["--version"])).stdout.split("\n")[0]).toBe(`netboot ${pkg.version}`);
     const d = await cli(["demo"], { cmd: [exe], timeoutMs: 60_000 });
     expect(d.stdout).toContain("summary: 4 routes: PASS");
     expect(d.code).toBe(0);

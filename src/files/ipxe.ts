@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { gunzipSync } from "node:zlib";
 
 export const IPXE_FILES = ["undionly.kpxe", "snponly.efi", "ipxe.efi"] as const;
 export type IpxeFile = (typeof IPXE_FILES)[number];
@@ -24,7 +25,11 @@ export async function loadIpxeBinaries(dir?: string): Promise<IpxeBinaries> {
   const embedded = await embeddedPaths();
   if (embedded) {
     const files = new Map<string, Uint8Array>();
-    for (const [name, path] of Object.entries(embedded)) files.set(name, new Uint8Array(await readFile(path)));
+    // scripts/build.ts embeds them gzipped: the path ends in .gz.
+    for (const [name, path] of Object.entries(embedded)) {
+      const raw = await readFile(path);
+      files.set(name, new Uint8Array(path.endsWith(".gz") ? gunzipSync(raw) : raw));
+    }
     return { files, source: "embedded in this executable (Debian's ipxe package)", missing: IPXE_FILES.filter((f) => !files.has(f)) };
   }
   return fromDirs(SYSTEM_DIRS, "the system");

@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { SourceError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { Agent, interceptors, request, type Dispatcher } from "../net/undici.ts";
+import type { Dispatcher } from "../net/undici.ts";
 import type { ByteSource } from "./source.ts";
 
 export interface UrlSourceOptions {
@@ -80,7 +80,7 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {})
   const o = { ...DEFAULTS, ...options };
   const shown = redact(url);
   const client = o.client ?? defaultUrlClient();
-  const transport = client === "fetch" ? fetchTransport(o.timeoutMs) : undiciTransport(o.maxConcurrent, o.timeoutMs);
+  const transport = client === "fetch" ? fetchTransport(o.timeoutMs) : await undiciTransport(o.maxConcurrent, o.timeoutMs);
   const closeAgent = () => transport.close().catch(() => {});
 
   // --- what the server says about the file ---
@@ -289,7 +289,9 @@ interface RangeResponse {
   discard(): Promise<void>;
 }
 
-function undiciTransport(maxConcurrent: number, timeoutMs: number): Transport {
+/** undici is loaded only when used (Node; NETBOOT_URL_CLIENT=undici under Bun): the executable leaves it out. */
+async function undiciTransport(maxConcurrent: number, timeoutMs: number): Promise<Transport> {
+  const { Agent, interceptors, request } = await import("../net/undici.ts");
   const agent = new Agent({ connections: maxConcurrent + 2, keepAliveTimeout: 10_000, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   // Object stores and mirrors redirect (signed URLs, CDNs): follow up to 5.
   const dispatcher: Dispatcher = agent.compose(interceptors.redirect({ maxRedirections: 5 }));

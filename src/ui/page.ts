@@ -6,8 +6,8 @@ import { textResponse, type HttpRequest, type HttpResponse } from "../http/handl
 import page from "./status.html" with { type: "text" };
 
 // With `type: "text"` the import is the file's text (bun-types declares every .html an HTML bundle).
-const html = page as unknown as string;
+export const statusHtml = page as unknown as string;
 
 export function statusPage(req: HttpRequest): HttpResponse {
-  return textResponse(req, 200, html, "text/html; charset=utf-8", { what: "status page" });
+  return textResponse(req, 200, statusHtml, "text/html; charset=utf-8", { what: "status page" });
 }

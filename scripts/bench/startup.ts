@@ -1,0 +1,67 @@
+/**
+ * Start-up to serving: from exec to the first HTTP 200 of a file of the image, for the compiled executable
+ * (dist/, built when missing), from source under Bun and the Node bundle; nginx's exec to its first 200
+ * beside them, in the same run. Also the executable's size and what it holds beyond the Bun runtime.
+ */
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { benchDir, bun, nginxConf, repo, report, runs, sh, table, testData, type Row } from "./lib.ts";
+
+const host = `${process.platform === "darwin" ? "darwin" : "linux"}-${process.arch === "arm64" ? "arm64" : "x64"}`;
+
+async function timeToServe(argv: string[], url: string): Promise<number> {
+  const t0 = performance.now();
+  const p = Bun.spawn(argv, { stdout: "ignore", stderr: "ignore" });
+  try {
+    for (;;) {
+      if (p.exitCode !== null) throw new Error(`${argv.join(" ")} exited ${p.exitCode}`);
+      const ok = await fetch(url).then((r) => r.arrayBuffer().then(() => r.status === 200), () => false);
+      if (ok) return performance.now() - t0;
+      await Bun.sleep(1);
+    }
+  } finally {
+    p.kill("SIGTERM");
+    await p.exited;
+  }
+}
+
+export async function benchStartup(): Promise<void> {
+  const exe = join(repo, "dist", `netboot-${host}`);
+  if (!existsSync(exe) || !existsSync(join(repo, "dist/node/main.js"))) sh(bun, [join(repo, "scripts/build.ts"), "--host"]);
+  const { iso } = testData();
+  const sample = join(repo, "scripts/sample-esxi.iso");
+  const state = join(benchDir, "startup-state");
+  mkdirSync(state, { recursive: true });
+  const rows: Row[] = [];
+  let port = 18100;
+  for (const [label, image, file] of [["sample image (450 KB, 13 modules)", sample, "s/boot.cfg"], ["256 MB ISO", iso, "test/SMALL.BIN"]] as const) {
+    const values: Record<string, number[]> = { netboot: [], "from source": [], "node bundle": [], nginx: [] };
+    for (let i = 0; i < runs; i++) {
+      for (const [k, argv] of [
+        ["netboot", [exe]],
+        ["from source", [bun, join(repo, "src/main.ts")]],
+        ["node bundle", ["node", join(repo, "dist/node/main.js")]],
+      ] as const) {
+        const p = port++;
+        values[k]!.push(await timeToServe([...argv, "serve", image, "--name", file.split("/")[0]!, "--ip", "127.0.0.1", "--http-port", String(p), "--tftp-port", String(p + 1000), "--dhcp", "off", "--state-dir", state], `http://127.0.0.1:${p}/${file}`));
+      }
+      const p = port++;
+      const dir = join(benchDir, `startup-nginx-${p}`);
+      const conf = nginxConf(dir, join(benchDir, "tree"), p, 1);
+      values.nginx!.push(await timeToServe(["nginx", "-c", conf, "-g", "daemon off;"], `http://127.0.0.1:${p}/SMALL.BIN`));
+    }
+    rows.push({ test: `exec to first 200, ${label}`, unit: "ms", values, lowerIsBetter: true });
+  }
+  const runtime = statSync(join(repo, "node_modules/bun/bin/bun.exe")).size;
+  const size = statSync(exe).size;
+  report(
+    "startup",
+    [
+      `## Start-up to serving (median of ${runs}; nginx serves the same SMALL.BIN from the extracted tree)`,
+      "",
+      table(rows, ["netboot", "from source", "node bundle", "nginx"]),
+      "",
+      `dist/netboot-${host}: ${(size / 1e6).toFixed(2)} MB; the Bun ${Bun.version} runtime alone ${(runtime / 1e6).toFixed(2)} MB; beyond it ${((size - runtime) / 1e6).toFixed(2)} MB (program, iPXE, sample image, and Bun's alignment of its payload past .bss)`,
+    ].join("\n"),
+  );
+}
