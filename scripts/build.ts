@@ -64,7 +64,12 @@ const noUndiciPlugin: BunPlugin = {
     build.onResolve({ filter: /\/net\/undici\.ts$/ }, () => ({ path: "undici", namespace: "netboot-no-undici" }));
     build.onLoad({ filter: /.*/, namespace: "netboot-no-undici" }, () => ({
       loader: "js",
-      contents: `throw new Error("this executable leaves undici out: its URL client is Bun's fetch (unset NETBOOT_URL_CLIENT)");`,
+      contents: `import { ConfigError } from ${JSON.stringify(join(root, "src/errors.ts"))};
+const no = () => { throw new ConfigError("E_ARG", "NETBOOT_URL_CLIENT=undici: this executable leaves undici out; its URL client is Bun's fetch (unset NETBOOT_URL_CLIENT)"); };
+export class Agent { constructor() { no(); } }
+export const request = no;
+export const errors = {};
+export const interceptors = { redirect: no };`,
     }));
   },
 };
