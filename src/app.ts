@@ -239,7 +239,7 @@ async function startHttp(ctx: Context): Promise<{ http: HttpServerHandle; base: 
 
 /** The status page, the API and the metrics: requests of the operator (and CI), not of a booting client. */
 function isOperatorPath(path: string): boolean {
-  return path === "/" || path === "/metrics" || path.startsWith("/api/");
+  return path === "/" || path === "/metrics" || path === "/favicon.ico" || path.startsWith("/api/");
 }
 
 /** The boot policy, one for every protocol, asked with the host's snapshot. */

@@ -344,7 +344,8 @@ export class HostRegistry {
         if (e.what === "boot.cfg") s.marks.bootcfg = now;
         if (e.what === "ks.cfg") s.marks.ks = now;
         sample(s, now);
-        if (to && s.phase && PHASES.indexOf(to) > PHASES.indexOf(s.phase) && s.phase !== "done" && s.phase !== "failed") this.#phase(s, to);
+        // Without a DHCP answer of ours (--dhcp off, another server points here) the first boot file starts the phases.
+        if (to && (!s.phase || (PHASES.indexOf(to) > PHASES.indexOf(s.phase) && s.phase !== "done" && s.phase !== "failed"))) this.#phase(s, to);
         break;
       }
       case "ks.served":

@@ -1,7 +1,7 @@
 /** Test helpers: temp dirs cleaned up at exit, running the real tools the tests compare against. */
 import { spawnSync, type SpawnSyncOptions } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, lstatSync, readlinkSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, lstatSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -15,6 +15,8 @@ process.on("exit", () => {
 export function tempDir(prefix = "netboot-test-"): string {
   const base = process.env.NETBOOT_TEST_TMP ?? tmpdir();
   const d = mkdtempSync(join(base, prefix));
+  // Readable by all, as a download folder is: serve drops root (to nobody without sudo) once it has started.
+  chmodSync(d, 0o755);
   temps.push(d);
   return d;
 }
