@@ -81,10 +81,26 @@ export function nftFindings(json: string, http = 80): Finding[] {
       const r = x.rule as { table?: string; chain?: string; family?: string } | undefined;
       return r && r.table === c.table && r.chain === c.name && r.family === c.family;
     });
-    const text = JSON.stringify(rules);
-    const drops = c.policy === "drop" || /"(drop|reject)"/.test(text);
+    const exprs = rules.map((x) => ((x.rule as { expr?: unknown[] }).expr ?? []) as Array<Record<string, unknown>>);
+    const drops = c.policy === "drop" || exprs.some((e) => e.some((x) => "drop" in x || "reject" in x));
     if (!drops) continue;
-    const opens = (p: number) => new RegExp(`"right":\\s*(${p}|\\{"set":\\[[^\\]]*\\b${p}\\b)`).test(text);
+    // A port is open when a rule that accepts names it as a destination port (a number, a set, a range).
+    const accepted = new Set<number>();
+    const ranges: Array<[number, number]> = [];
+    for (const e of exprs) {
+      if (!e.some((x) => "accept" in x)) continue;
+      for (const x of e) {
+        const m = x.match as { left?: { payload?: { field?: string } }; right?: unknown; op?: string } | undefined;
+        if (!m || m.left?.payload?.field !== "dport" || (m.op !== undefined && m.op !== "==" && m.op !== "in")) continue;
+        const add = (v: unknown) => {
+          if (typeof v === "number") accepted.add(v);
+          else if (v && typeof v === "object" && "range" in v && Array.isArray((v as { range: unknown[] }).range)) ranges.push((v as { range: [number, number] }).range);
+          else if (v && typeof v === "object" && "set" in v && Array.isArray((v as { set: unknown[] }).set)) for (const i of (v as { set: unknown[] }).set) add(i);
+        };
+        add(m.right);
+      }
+    }
+    const opens = (p: number) => accepted.has(p) || ranges.some(([a, b]) => p >= a && p <= b);
     const missing = [67, 69, 4011, http].filter((p) => !opens(p));
     if (missing.length === 0) {
       out.push({ level: "ok", text: `nftables ${c.family} ${c.table} ${c.name} drops by default but accepts 67, 69, 4011 and ${http}` });

@@ -47,6 +47,8 @@ export function explain(s: HostState, now: number, ctx: ExplainContext): Hint | 
   const since = (t: number | undefined) => (t === undefined ? Infinity : now - t);
   const after = (a: number | undefined, b: number | undefined) => a !== undefined && (b === undefined || b < a);
   if (s.phase === "done" || s.phase === "failed") return undefined;
+  // Before a restart: how long it has been quiet says nothing about the boot (it may be long over).
+  if (s.restored) return { code: "restored", level: "info", text: `${s.phase} before netboot restarted; nothing heard from it since` };
   if (!s.phase) {
     if (s.answered?.startsWith("no boot answer") && !s.listed && /not listed|not allowed/.test(s.answered)) {
       return { code: "not-listed", level: "info", text: `not listed, so it gets no boot answer: add it to the lab file's hosts: (or --allow ${s.mac})` };

@@ -44,6 +44,8 @@ export interface HostState {
   listed: boolean;
   phase: Phase | undefined;
   phaseSince: number | undefined;
+  /** The phase came from the state file (a restart) and nothing was heard from the host since. */
+  restored?: boolean;
   ip: string | undefined;
   firmware: string | undefined;
   platform: Platform | undefined;
@@ -116,6 +118,9 @@ export class HostRegistry {
     if (missing.length && book.hosts.length) this.#save();
     this.#unsubscribe = bus.subscribe((e) => this.#observe(e));
     // `netboot hosts rearm MAC` drops a file in STATE_DIR/rearm/ (it may run while we do).
+    // Made here, before serve drops root and hands the state directory over, so that the server can take
+    // requests away that a root `netboot hosts rearm` puts there.
+    if (book.hosts.length) mkdirSync(join(this.#dir, "rearm"), { recursive: true });
     this.#timer = setInterval(() => this.#applyRearms(), 2000);
     this.#timer.unref?.();
     this.#applyRearms();
@@ -279,6 +284,7 @@ export class HostRegistry {
     }
     if (e.type.startsWith("host.")) return;
     s.lastSeen = now;
+    s.restored = false;
     if (e.ip && e.ip !== "0.0.0.0") s.ip = e.ip;
     switch (e.type) {
       case "dhcp.request": {
@@ -391,6 +397,7 @@ export class HostRegistry {
       const s = this.#states.get(mac);
       if (!s) continue; // no longer listed: forgotten
       s.phase = PHASES.includes(v.phase as Phase) ? v.phase : undefined;
+      s.restored = s.phase !== undefined;
       s.startedAt = v.startedAt;
       s.doneAt = v.doneAt;
       s.failedAt = v.failedAt;
@@ -408,12 +415,21 @@ export class HostRegistry {
     writeFileAtomic(this.path, JSON.stringify(out, null, 1));
   }
 
+  #rearmWarned = false;
+
   #applyRearms(): void {
     const dir = join(this.#dir, "rearm");
     if (!existsSync(dir)) return;
     for (const f of readdirSync(dir)) {
       const mac = tryParseMac(f.replaceAll("-", ":"));
-      rmSync(join(dir, f), { force: true });
+      try {
+        rmSync(join(dir, f), { force: true });
+      } catch (err) {
+        // Each request is done once: one that cannot be taken away is not applied (it would be every 2 s).
+        if (!this.#rearmWarned) this.#log.warn(`${join(dir, f)}: cannot take the rearm request away (${(err as Error).message.split("\n")[0]}); not applied`);
+        this.#rearmWarned = true;
+        continue;
+      }
       if (mac) this.rearm(mac);
     }
   }

@@ -31,10 +31,12 @@ export function runIpxeScript(text: string, settings: Record<string, string>): I
   const echoed: string[] = [];
   const expand = (s: string) => s.replace(/\$\{([^}]+)\}/g, (_, k: string) => vars[k] ?? vars[k.replace(/^net0\//, "")] ?? "");
   let pc = 0;
-  for (let steps = 0; steps < MAX_STEPS && pc < lines.length; steps++) {
+  for (let steps = 0; steps < MAX_STEPS && pc < lines.length; ) {
     const raw = lines[pc]!;
     pc++;
+    // Only commands count toward the loop limit: a long script of comments is no loop.
     if (!raw || raw.startsWith("#") || raw.startsWith(":")) continue;
+    steps++;
     // a && b || c: each command runs when the chain so far allows it (iPXE's left-to-right rule).
     const parts = raw.split(/\s+(&&|\|\|)\s+/);
     let ok = true;
@@ -68,9 +70,20 @@ export function runIpxeScript(text: string, settings: Record<string, string>): I
           ok = true;
           break;
         case "chain":
+        case "boot":
         case "kernel":
+        case "imgselect":
+        case "imgload":
         case "imgexec": {
-          const rest = args.filter((a) => !/^--(autofree|replace|timeout=\S*|name=\S*)$/.test(a) && a !== "-a" && a !== "-r");
+          // ipxe.org/cmd/chain: --name/-n and --timeout/-t take a value (--name=x or --name x); the
+          // first other word is the image, the rest its command line.
+          const rest: string[] = [];
+          for (let k = 0; k < args.length; k++) {
+            const a = args[k]!;
+            if (rest.length === 0 && /^(--name|--timeout|-n|-t)$/.test(a)) k++;
+            else if (rest.length === 0 && /^(--autofree|--replace|--timeout=\S*|--name=\S*|-a|-r)$/.test(a)) continue;
+            else rest.push(a);
+          }
           if (!rest[0]) return { outcome: { kind: "stuck", why: `${cmd} with no image` }, echoed };
           return { outcome: { kind: "chain", url: rest[0], args: rest.slice(1), line: words.join(" ") }, echoed };
         }

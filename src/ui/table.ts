@@ -38,7 +38,7 @@ export function tableLines(model: TableModel, width: number, height: number, now
   const booting = model.hosts.filter((h) => h.phase || h.listed || !(h.answered ?? "").startsWith("not network-booting"));
   const others = model.hosts.length - booting.length;
   const wide = w >= 110;
-  const cols = wide
+  const cols: Array<{ title: string; width: number }> = wide
     ? [
         { title: "MAC", width: 17 },
         { title: "HOST", width: 14 },
@@ -57,6 +57,11 @@ export function tableLines(model: TableModel, width: number, height: number, now
         { title: "PROGRESS", width: BAR + 5 },
         { title: "LAST", width: 5 },
       ];
+  // A terminal narrower than the layout: columns go, least needed first, until the row fits.
+  for (const drop of ["HOST", "FW", "LAST", "PROGRESS", "PHASE"]) {
+    if (cols.reduce((n, c) => n + c.width + 1, 0) - 1 <= w) break;
+    cols.splice(cols.findIndex((c) => c.title === drop), 1);
+  }
   const fixed = cols.reduce((n, c) => n + c.width + 1, 0);
   const noteWidth = Math.max(0, w - fixed);
   const lines: string[] = [];

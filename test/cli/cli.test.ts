@@ -12,7 +12,13 @@ describe("help and version", () => {
   test("--version prints the package version", async () => {
     const r = await cli(["--version"]);
     expect(r.code).toBe(0);
-    expect(r.stdout.trim()).toBe(pkg.version);
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines[0]).toBe(`netboot ${pkg.version}`);
+    // Then the commit, the runtime and what is embedded (from source: nothing but the sample and the page).
+    expect(lines[1]).toMatch(/^commit: [0-9a-f]{12}(\+dirty)?$/);
+    expect(lines[2]).toMatch(/^runtime: Bun \d+\.\d+\.\d+ on \w+-\w+ \(source tree\)$/);
+    expect(lines[3]).toMatch(/^iPXE: not embedded; at run time from /);
+    expect(lines[4]).toMatch(/^embedded: sample image \d+ KB \(netboot demo\), status page \d+ KB$/);
   });
 
   test("--help lists every command; each command has its own --help", async () => {

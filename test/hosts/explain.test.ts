@@ -5,7 +5,7 @@
  * parked (a long interval) and `tick(now)` / `linkHint(now)` called with our own clock.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EventBus, type EventInput, type NetbootEvent } from "../../src/events.ts";
@@ -395,6 +395,33 @@ describe("HintWatcher", () => {
       expect(s.lastError).toContain("client refused the options");
     } finally {
       w.close();
+    }
+  });
+});
+
+describe("after a restart", () => {
+  test("a phase restored from the state file gets no stall hint until the host is heard from again", () => {
+    const dir = mkdtempSync(join(tmpdir(), "explain-restart-"));
+    try {
+      const book = bookFromFlags({ allow: [MAC as never], allowAny: false, ks: undefined, image: "esxi" });
+      new HostRegistry(book, dir, new EventBus(), memoryLogger()).close();
+      // A state file as a server killed mid-install leaves it.
+      const file = join(dir, "hosts.json");
+      const saved = JSON.parse(readFileSync(file, "utf8"));
+      saved.hosts[MAC] = { ...(saved.hosts[MAC] ?? {}), phase: "modules", startedAt: T };
+      writeFileSync(file, JSON.stringify(saved));
+      const bus = new EventBus();
+      const again = new HostRegistry(book, dir, bus, memoryLogger());
+      const s = again.get(MAC as never)!;
+      expect(s.phase).toBe("modules");
+      expect(explain(s, Date.now() + 10 * 60_000, ctx())?.code).toBe("restored");
+      // Heard from again: the usual hints apply.
+      bus.emit({ type: "http.end", ip: "10.77.0.11", mac: MAC as never, method: "GET", path: "/esxi/b.b00", status: 200, bytes: 10, what: "kernel", note: undefined } as never);
+      expect(again.get(MAC as never)!.restored).toBe(false);
+      expect(explain(again.get(MAC as never)!, Date.now() + 10 * 60_000, ctx())?.code).toBe("modules-stalled");
+      again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -102,7 +102,8 @@ rootOnly("root dropped in a namespace: DHCP, TFTP, HTTP and state as another acc
   }, 60_000);
 
   test("as nobody, an image in a closed directory stops the start with one line; --user root keeps root", async () => {
-    const closed = tempDir("priv-closed-"); // mkdtemp: 0700, root's
+    const closed = tempDir("priv-closed-");
+    chmodSync(closed, 0o700); // root's alone, as /root is
     copyFileSync(iso, join(closed, "esxi.iso"));
     const ns = lan.nodes.srv!.ns;
     const r = await cli(["serve", join(closed, "esxi.iso"), "--iface", "lan0", "--dhcp", "off", "--state-dir", join(home, "state-nobody"), "--http-port", "8081", "--tftp-port", "6970"], {

@@ -191,22 +191,21 @@ chain http://10.77.0.1/boot.ipxe
   });
 });
 
-// BUGs in src/sim/ipxe-script.ts, each against iPXE's documented syntax (ipxe.org/cmd/chain, /cmd/boot):
-// test.failing passes while the bug is there; fixing the bug turns these into plain failures to flip.
-describe("known gaps (test.failing until fixed)", () => {
-  test.failing("BUG: chain --name <name> --timeout <ms> <uri>: the options' values are not the image", () => {
+// Against iPXE's documented syntax (ipxe.org/cmd/chain, /cmd/boot).
+describe("documented forms", () => {
+  test("chain --name <name> --timeout <ms> <uri>: the options' values are not the image", () => {
     // The documented form puts a space between option and value; only --name=… / --timeout=… are skipped,
     // so the URL comes out as "--name".
     const run = runIpxeScript("#!ipxe\nchain --name esx --timeout 5000 http://10.77.0.1/esxi8/mboot.efi -c http://10.77.0.1/esxi8/boot.cfg\n", {});
     expect(run.outcome).toMatchObject({ kind: "chain", url: "http://10.77.0.1/esxi8/mboot.efi", args: ["-c", "http://10.77.0.1/esxi8/boot.cfg"] });
   });
 
-  test.failing("BUG: boot <uri> is chain's documented alias, but is ignored like a no-op", () => {
+  test("boot <uri> is chain's documented alias", () => {
     const run = runIpxeScript("#!ipxe\nboot http://10.77.0.1/esxi8/mboot.efi\n", {});
     expect(run.outcome).toMatchObject({ kind: "chain", url: "http://10.77.0.1/esxi8/mboot.efi" });
   });
 
-  test.failing("BUG: comment and blank lines count against the goto-loop step limit", () => {
+  test("comment and blank lines do not count against the goto-loop step limit", () => {
     // A long, loop-free script (a menu with many comments) is reported as "more than 500 steps (a goto loop?)".
     const run = runIpxeScript("#!ipxe\n" + "# a comment\n\n".repeat(300) + "chain http://10.77.0.1/boot.ipxe\n", {});
     expect(run.outcome).toMatchObject({ kind: "chain", url: "http://10.77.0.1/boot.ipxe" });
