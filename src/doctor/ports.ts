@@ -143,7 +143,23 @@ function socketInodes(proc: string): Map<number, number> {
   return map;
 }
 
-const KNOWN = new Set(["dnsmasq", "systemd-network", "in.tftpd", "tftpd", "atftpd", "dhcpd", "kea-dhcp4", "nginx", "apache2", "httpd", "caddy", "lighttpd", "docker-proxy", "netboot"]);
+/** Who holds which ports, for the guess without root: a name is a suspect only for its own kind of port. */
+const KNOWN: Record<string, (proto: string, port: number) => boolean> = {
+  dnsmasq: (p) => p.startsWith("udp"),
+  "systemd-network": (p, n) => p.startsWith("udp") && n === 67,
+  "in.tftpd": (p, n) => p.startsWith("udp") && n === 69,
+  tftpd: (p, n) => p.startsWith("udp") && n === 69,
+  atftpd: (p, n) => p.startsWith("udp") && n === 69,
+  dhcpd: (p, n) => p.startsWith("udp") && (n === 67 || n === 4011),
+  "kea-dhcp4": (p, n) => p.startsWith("udp") && n === 67,
+  nginx: (p) => p.startsWith("tcp"),
+  apache2: (p) => p.startsWith("tcp"),
+  httpd: (p) => p.startsWith("tcp"),
+  caddy: (p) => p.startsWith("tcp"),
+  lighttpd: (p) => p.startsWith("tcp"),
+  "docker-proxy": () => true,
+  netboot: () => true,
+};
 
 function holderOf(s: ProcSocket, inodes: Map<number, number>, proc: string): Holder {
   const pid = inodes.get(s.inode);
@@ -151,7 +167,7 @@ function holderOf(s: ProcSocket, inodes: Map<number, number>, proc: string): Hol
   // Without root: the uid's processes with a name that holds such ports.
   for (const p of pids(proc)) {
     const comm = readComm(proc, p);
-    if (!comm || !KNOWN.has(comm)) continue;
+    if (!comm || !KNOWN[comm]?.(s.proto, s.port)) continue;
     if (uidOf(proc, p) !== s.uid) continue;
     return { pid: p, uid: s.uid, comm, cmdline: readCmdline(proc, p), how: "uid" };
   }
