@@ -97,7 +97,17 @@ export function handOver(dirs: Array<string | undefined>, who: Identity): void {
   const walk = (p: string, depth: number) => {
     const st = lstatSync(p);
     if (st.isSymbolicLink()) return;
-    if (st.uid !== who.uid || st.gid !== who.gid) chownSync(p, who.uid, who.gid);
+    if (st.uid !== who.uid || st.gid !== who.gid) {
+      try {
+        chownSync(p, who.uid, who.gid);
+      } catch (err) {
+        // A FAT or exFAT USB stick has no owners (EPERM): whoever its mount lets write may; serve checks
+        // after the drop that the directory is writable and says so if not.
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "EPERM" && code !== "EINVAL" && code !== "ENOTSUP" && code !== "EROFS") throw err;
+        return;
+      }
+    }
     if (st.isDirectory() && depth < 8) for (const n of readdirSync(p)) walk(join(p, n), depth + 1);
   };
   for (const d of dirs) {
