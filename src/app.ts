@@ -66,6 +66,8 @@ export interface AppHandle {
   readonly hints: HintWatcher;
   /** The last warnings and errors logged (the status page). */
   readonly warnings: readonly Warning[];
+  /** The app's logger: what is logged here as a warning shows on the status page too. */
+  readonly log: Logger;
   /** The link served ("eth1"), when known. */
   readonly iface: string | undefined;
   /** Mode, interface, images, BSDP: what the status page and the terminal footer show. */
@@ -138,6 +140,7 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
       neighbors: ctx.neighbors,
       hints,
       warnings,
+      log,
       iface,
       status: () => status(),
       decide: boot.decide,

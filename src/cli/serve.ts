@@ -39,7 +39,7 @@ export default defineCommand({
       if (args.user && !isRoot()) log.warn(`--user ${args.user}: not running as root, nothing to drop`);
       const app = await startApp(config, log, { lab, bus });
       try {
-        await dropPrivileges(app, become, args.user, log);
+        await dropPrivileges(app, become, args.user, app.log);
       } catch (err) {
         await app.close();
         throw err;

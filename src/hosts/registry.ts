@@ -454,7 +454,8 @@ function phaseOf(what: string): Phase | undefined {
   return undefined;
 }
 
-function blank(mac: Mac, listed: boolean): HostState {
+/** A machine nothing is known of yet (also what tests start from). */
+export function blank(mac: Mac, listed: boolean): HostState {
   return {
     mac,
     listed,

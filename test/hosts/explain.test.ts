@@ -12,7 +12,7 @@ import { EventBus, type EventInput, type NetbootEvent } from "../../src/events.t
 import { bookFromFlags } from "../../src/hosts/book.ts";
 import { describeEvent } from "../../src/hosts/describe.ts";
 import { explain, HintWatcher, quietText, WAIT, type ExplainContext } from "../../src/hosts/explain.ts";
-import { HostRegistry, type HostState } from "../../src/hosts/registry.ts";
+import { blank, HostRegistry, type HostState } from "../../src/hosts/registry.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { refusalReason } from "../../src/tftp/engine.ts";
 
@@ -20,33 +20,7 @@ const T = 1_700_000_000_000;
 const MAC = "52:54:00:12:34:56";
 
 function host(over: Partial<HostState> = {}): HostState {
-  return {
-    mac: MAC,
-    listed: true,
-    phase: undefined,
-    phaseSince: undefined,
-    ip: "10.77.0.11",
-    firmware: "efi-x64",
-    platform: "UEFI",
-    bytes: 0,
-    moduleBytes: 0,
-    inflight: new Map(),
-    lastSeen: T,
-    lastEvent: undefined,
-    lastError: undefined,
-    lastErrorAt: undefined,
-    hint: undefined,
-    recent: [],
-    marks: {},
-    nbpFile: undefined,
-    startedAt: T,
-    doneAt: undefined,
-    failedAt: undefined,
-    failure: undefined,
-    answered: undefined,
-    samples: [],
-    ...over,
-  };
+  return { ...blank(MAC as never, true), ip: "10.77.0.11", firmware: "efi-x64", platform: "UEFI", lastSeen: T, startedAt: T, ...over };
 }
 
 const ctx = (over: Partial<ExplainContext> = {}): ExplainContext => ({ mode: "server", armed: true, progress: { bytes: 0, total: 1000 }, ...over });
