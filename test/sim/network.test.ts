@@ -89,7 +89,7 @@ rootOnly("simulate in namespaces", () => {
     let srv: Served | undefined;
     try {
       srv = await serve([iso, "--name", "esxi", "--iface", "lan0", "--dhcp", "proxy", "--state-dir", tempDir("sim-state-")], { ns: lan.nodes.srv!.ns });
-      for (const arch of ["uefi", "uefi-http"] as const) {
+      for (const arch of ["uefi", "uefi-http", "bios", "mac"] as const) {
         const r = await simulate(lan, ["--server", SRV, "--mac", MACS[arch], "--arch", arch]);
         expect({ arch, ok: r.result.ok, verdict: r.result.verdict }).toMatchObject({ arch, ok: true });
         const dhcp = r.result.steps.find((s) => s.kind === "DHCP")!;
