@@ -27,10 +27,13 @@ const scratch = new Uint8Array(new ArrayBuffer(64));
 
 self.onmessage = (e) => {
   const m = e.data;
-  if (wakeFd >= 0) libc.read(wakeFd, scratch, 64); // drain the wake-up bytes
+  // One wake-up byte was written for each message, before it was posted: take this message's one. A byte
+  // still in the pipe means a message not delivered yet, and the loop below yields to the event loop for it
+  // (draining them all here left later messages waiting behind epoll_wait() until every transfer ended).
+  if (m.type === "init") wakeFd = m.wakeFd;
+  if (wakeFd >= 0) libc.read(wakeFd, scratch, 1);
   try {
     if (m.type === "init") {
-      wakeFd = m.wakeFd;
       post({ type: "ready" });
     } else if (m.type === "start") {
       try {
@@ -118,9 +121,8 @@ function run(): void {
         else transfers.get(id)?.readable(now);
       }
       if (woken) {
-        // The main thread wrote a byte before posting a message: drain it and let the event loop deliver
-        // the message (onmessage restarts the loop; the timer covers any other order of events).
-        libc.read(wakeFd, scratch, 64);
+        // A message is on its way: let the event loop deliver it (its handler takes the byte and restarts
+        // the loop; the timer covers any other order of events).
         setTimeout(() => !running && transfers.size > 0 && run(), 0);
         break;
       }

@@ -51,10 +51,18 @@ export class Rto {
     this.deadline = now + this.#rto;
   }
 
-  /** The client acknowledged something new. */
+  /**
+   * The client acknowledged something new. The back-off ends here: the next window waits the measured
+   * round trip again, not the doubled timeout of the losses before (under steady loss nearly every window
+   * has been resent once, and Karn's rule alone would leave the timer at its ceiling for good).
+   */
   progress(now: number): void {
     this.timeouts = 0;
-    if (this.#resent || this.#fixed) return;
+    if (this.#fixed) return;
+    if (this.#resent) {
+      this.#rto = this.#base();
+      return;
+    }
     const rtt = now - this.#sentAt;
     if (this.#srtt === 0) {
       this.#srtt = rtt;
@@ -64,6 +72,12 @@ export class Rto {
       this.#srtt = 0.875 * this.#srtt + 0.125 * rtt;
     }
     this.#rto = Math.min(this.#timing.maxMs, Math.max(this.#timing.minMs, this.#srtt + 4 * this.#rttvar));
+  }
+
+  /** The timeout the measurements give, without back-off. */
+  #base(): number {
+    if (this.#srtt === 0) return this.#timing.initialMs;
+    return Math.min(this.#timing.maxMs, Math.max(this.#timing.minMs, this.#srtt + 4 * this.#rttvar));
   }
 
   /** The deadline passed: true when the caller should resend, false when it should give up. */

@@ -42,6 +42,8 @@ export interface TftpServerOptions {
   cache?: ContentCache | undefined;
   timing?: Partial<TftpTiming>;
   maxTransfers?: number;
+  /** Transfers at once for one client address (default 16). */
+  maxPerClient?: number;
   runtime?: "bun" | "node";
   /** "auto" (default): the worker engine where it runs (Linux, Bun), else the event loop. */
   engine?: "auto" | "event-loop" | "worker";
@@ -69,6 +71,10 @@ const MAX_NETASCII = 16 * 1024 * 1024;
 
 export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServerHandle> {
   const maxTransfers = opts.maxTransfers ?? 512;
+  const maxPerClient = opts.maxPerClient ?? 16;
+  /** Requests past the caps' check whose transfer has not started yet. */
+  let pending = 0;
+  const perClient = new Map<string, number>();
   const timing = { ...DEFAULT_TIMING, ...opts.timing };
   const loop = createLoopEngine(opts.runtime, opts.openSocket);
   const fast = await pickFastEngine(opts);
@@ -109,22 +115,63 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     };
     if (pkt.op === Opcode.WRQ) return reject(ErrorCode.AccessViolation, "read-only server", "write request refused");
     if (pkt.mode !== "octet" && pkt.mode !== "netascii") return reject(ErrorCode.IllegalOperation, `unsupported mode ${pkt.mode}`, `mode ${pkt.mode} refused`);
-    if (loop.active + (fast?.active ?? 0) >= maxTransfers) return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxTransfers} transfers already running`);
+    // Caps, counted from the request on (a burst of RRQs all pass a check made only when transfers start):
+    // all transfers, and one address's, so that one client (a loop, a fuzzer) cannot take every slot.
+    if (pending + loop.active + (fast?.active ?? 0) >= maxTransfers) return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxTransfers} transfers already running`);
+    const mine = perClient.get(address) ?? 0;
+    if (mine >= maxPerClient) return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxPerClient} transfers already running for ${address}`);
+    perClient.set(address, mine + 1);
+    pending++;
+    let started = false;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const n = (perClient.get(address) ?? 1) - 1;
+      if (n > 0) perClient.set(address, n);
+      else perClient.delete(address);
+    };
+    try {
+      started = await startTransfer(pkt, address, port, client, info, reject, () => {
+        pending--;
+      }, release);
+    } finally {
+      if (!started) {
+        pending--;
+        release();
+      }
+    }
+  }
+
+  async function startTransfer(
+    pkt: { filename: string; mode: string; options: Map<string, string> },
+    address: string,
+    port: number,
+    client: string,
+    info: TftpClientInfo | undefined,
+    reject: (code: number, message: string, reason: string) => Promise<void>,
+    running: () => void,
+    release: () => void,
+  ): Promise<boolean> {
+    const rejected = async (code: number, message: string, reason: string) => {
+      await reject(code, message, reason);
+      return false;
+    };
 
     const name = ownUrlPath(pkt.filename, opts.files.config.httpBase);
-    if (name === undefined) return reject(ErrorCode.FileNotFound, "file not found", "a URL of another server (only this server's own http:// URLs are mapped to its files)");
+    if (name === undefined) return rejected(ErrorCode.FileNotFound, "file not found", "a URL of another server (only this server's own http:// URLs are mapped to its files)");
     const checked = checkRequestPath(name, tftpPathRules);
-    if (!checked.ok) return reject(ErrorCode.AccessViolation, "access violation", checked.reason);
+    if (!checked.ok) return rejected(ErrorCode.AccessViolation, "access violation", checked.reason);
     const hint: ClientHint = { address, mac: info?.mac, via: "tftp" };
     const resolved = await opts.files.resolve(checked.parts, hint);
-    if (resolved.kind === "missing") return reject(ErrorCode.FileNotFound, "file not found", `not found (${resolved.reason})`);
-    if (resolved.kind === "directory") return reject(ErrorCode.FileNotFound, "file not found", "is a directory");
-    if (resolved.kind === "forbidden") return reject(ErrorCode.AccessViolation, "access violation", `refused: ${resolved.reason}`);
+    if (resolved.kind === "missing") return rejected(ErrorCode.FileNotFound, "file not found", `not found (${resolved.reason})`);
+    if (resolved.kind === "directory") return rejected(ErrorCode.FileNotFound, "file not found", "is a directory");
+    if (resolved.kind === "forbidden") return rejected(ErrorCode.AccessViolation, "access violation", `refused: ${resolved.reason}`);
 
     let data: FileData = resolved.data;
     let bytes: Uint8Array | undefined;
     if (pkt.mode === "netascii") {
-      if (data.size > MAX_NETASCII) return reject(ErrorCode.Undefined, "file too large for netascii, use octet mode", "netascii refused: file too large");
+      if (data.size > MAX_NETASCII) return rejected(ErrorCode.Undefined, "file too large for netascii, use octet mode", "netascii refused: file too large");
       bytes = toNetascii(await data.read(0, data.size));
       data = memoryData(bytes, data.mtime);
     } else if (data.bytes) {
@@ -146,10 +193,13 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     );
     opts.onStart?.(spec);
     await engine.start(spec, (e) => {
+      release();
       if (e.outcome === "failed") opts.log.warn(transferLine(e));
       else opts.log.info(transferLine(e));
       opts.onTransfer?.({ ...e, what: resolved.what });
     });
+    running();
+    return true;
   }
 
   return {

@@ -1,0 +1,64 @@
+/**
+ * The TFTP caps: one client address holds at most 16 transfers (a looping client or a fuzzer sending RRQs
+ * into the void cannot take every slot); past it, error 0 "server busy, try again", while other clients
+ * and the transfers already running go on.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ErrorCode, Opcode } from "../../src/tftp/constants.ts";
+import { decodeTftpPacket, encodeTftpPacket } from "../../src/tftp/packet.ts";
+import { startTestApp, type TestApp } from "../helpers/app.ts";
+import { makeEsxiIso } from "../helpers/esxi-iso.ts";
+import { udpPeer, type UdpPeer } from "../helpers/udp.ts";
+
+const iso = makeEsxiIso();
+const rrq = (filename: string) => encodeTftpPacket({ op: Opcode.RRQ, filename, mode: "octet", options: new Map() });
+const abort = (peer: UdpPeer, port: number) => peer.send(encodeTftpPacket({ op: Opcode.ERROR, code: ErrorCode.Undefined, message: "test done" }), port, "127.0.0.1");
+
+for (const engine of ["worker", "event-loop"] as const) {
+  describe(`TFTP caps (${engine} engine)`, () => {
+    let app: TestApp;
+    beforeAll(async () => {
+      app = await startTestApp({ source: iso, tftp: { enabled: true, port: 0 } }, { tftpEngine: engine });
+    });
+    afterAll(() => app.close());
+
+    test("16 transfers per address; the 17th is refused busy, another address is served, a slot freed is taken again", async () => {
+      const port = app.tftp!.port;
+      const stray = await udpPeer("127.0.0.2");
+      const other = await udpPeer("127.0.0.3");
+      const held: number[] = [];
+      try {
+        // Sixteen RRQs whose DATA 1 is never acknowledged: each holds a transfer.
+        for (let i = 0; i < 16; i++) {
+          stray.send(rrq("esxi/B.B00"), port, "127.0.0.1");
+          const d = await stray.next();
+          expect(decodeTftpPacket(d.data)).toMatchObject({ op: Opcode.DATA, block: 1 });
+          held.push(d.port);
+        }
+        stray.send(rrq("esxi/B.B00"), port, "127.0.0.1");
+        let reply = await stray.next();
+        // Retransmissions of the held transfers may come first: skip to the answer from the request port's reply.
+        while (held.includes(reply.port)) reply = await stray.next();
+        expect(decodeTftpPacket(reply.data)).toMatchObject({ op: Opcode.ERROR, code: ErrorCode.Undefined, message: "server busy, try again" });
+        // Another client is not affected.
+        other.send(rrq("esxi/B.B00"), port, "127.0.0.1");
+        const d = await other.next();
+        expect(decodeTftpPacket(d.data)).toMatchObject({ op: Opcode.DATA, block: 1 });
+        abort(other, d.port);
+        // One of the sixteen ends: its slot is free again.
+        abort(stray, held.shift()!);
+        await Bun.sleep(100);
+        stray.send(rrq("esxi/B.B00"), port, "127.0.0.1");
+        let again = await stray.next();
+        while (held.includes(again.port)) again = await stray.next();
+        expect(decodeTftpPacket(again.data)).toMatchObject({ op: Opcode.DATA, block: 1 });
+        held.push(again.port);
+      } finally {
+        for (const p of held) abort(stray, p);
+        await Bun.sleep(50);
+        stray.close();
+        other.close();
+      }
+    });
+  });
+}
