@@ -17,7 +17,7 @@ export interface WorkerStart {
   oack: ArrayBuffer | undefined;
   /** The OACK carries tsize: an error 8 answer is a size query, not a refusal. */
   sizeQuery: boolean;
-  timing: { initialMs: number; minMs: number; maxMs: number; retries: number };
+  timing: { initialMs: number; minMs: number; maxMs: number; retries: number; firstRetries: number };
   mac: string | undefined;
 }
 

@@ -251,7 +251,7 @@ class WT {
       if (this.#state.sent >= this.#state.totalBlocks && this.#state.totalBlocks - this.#state.acked <= this.#m.windowsize) {
         return this.#end("sent", "final ACK not received");
       }
-      return this.fail(`timed out after ${this.#m.timing.retries} retries`);
+      return this.fail(this.rto.answered ? `timed out after ${this.#m.timing.retries} retries` : `no answer from the client after ${this.rto.timeouts - 1} retries`);
     }
     const step = this.#state.timeout();
     this.#retransmits += step === Step.Send ? this.#state.to - this.#state.from + 1 : 1;

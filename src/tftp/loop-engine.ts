@@ -215,7 +215,7 @@ class LoopTransfer {
       if (this.#state.sent >= this.#state.totalBlocks && this.#state.totalBlocks - this.#state.acked <= this.#state.params.windowsize) {
         return this.#end("sent", "final ACK not received");
       }
-      return this.#fail(`timed out after ${this.#spec.timing.retries} retries`);
+      return this.#fail(this.#rto.answered ? `timed out after ${this.#spec.timing.retries} retries` : `no answer from the client after ${this.#rto.timeouts - 1} retries`);
     }
     const step = this.#state.timeout();
     this.#retransmits += step === Step.Send ? this.#state.to - this.#state.from + 1 : 1;

@@ -12,14 +12,19 @@ export interface TftpTiming {
   maxMs: number;
   /** Timeouts in a row before the transfer is given up. */
   retries: number;
+  /**
+   * The same before the client answered anything: a client that never acknowledged the OACK or DATA 1 is
+   * gone, or was never there (a stray or forged RRQ); one that lost our answer sends its RRQ again.
+   */
+  firstRetries: number;
 }
 
 /**
  * Back-off doubles to 8 s: a client that only re-acknowledges after its own timeout (atftp 0.8 with
  * windowsize waits 5 s of silence) must get that silence, or neither side ever moves. Ten timeouts in a
- * row (about 40 s of silence) end the transfer.
+ * row (about 40 s of silence) end the transfer; four, 7.5 s, when the client never answered at all.
  */
-export const DEFAULT_TIMING: TftpTiming = { initialMs: 500, minMs: 50, maxMs: 8000, retries: 10 };
+export const DEFAULT_TIMING: TftpTiming = { initialMs: 500, minMs: 50, maxMs: 8000, retries: 10, firstRetries: 4 };
 
 export class Rto {
   readonly #timing: TftpTiming;
@@ -29,6 +34,7 @@ export class Rto {
   #rttvar = 0;
   #sentAt = 0;
   #resent = false;
+  #answered = false;
   /** When the current wait ends (same clock as the caller's `now`). */
   deadline = Infinity;
   /** Timeouts in a row. */
@@ -42,6 +48,11 @@ export class Rto {
 
   get ms(): number {
     return this.#rto;
+  }
+
+  /** The client has acknowledged something. */
+  get answered(): boolean {
+    return this.#answered;
   }
 
   /** Something was sent at `now` (a resend when it follows a timeout). */
@@ -58,6 +69,7 @@ export class Rto {
    */
   progress(now: number): void {
     this.timeouts = 0;
+    this.#answered = true;
     if (this.#fixed) return;
     if (this.#resent) {
       this.#rto = this.#base();
@@ -83,7 +95,7 @@ export class Rto {
   /** The deadline passed: true when the caller should resend, false when it should give up. */
   expired(): boolean {
     this.timeouts++;
-    if (this.timeouts > this.#timing.retries) return false;
+    if (this.timeouts > (this.#answered ? this.#timing.retries : Math.min(this.#timing.retries, this.#timing.firstRetries))) return false;
     if (!this.#fixed) this.#rto = Math.min(this.#timing.maxMs, this.#rto * 2);
     return true;
   }

@@ -46,3 +46,17 @@ describe("Rto", () => {
     expect(r.ms).toBe(6000);
   });
 });
+
+test("a client that never answered is given up after firstRetries (a stray RRQ does not hold its slot for a minute)", () => {
+  const r = new Rto(DEFAULT_TIMING, undefined);
+  r.sent(0, false);
+  for (let i = 0; i < DEFAULT_TIMING.firstRetries; i++) expect(r.expired()).toBe(true);
+  expect(r.expired()).toBe(false);
+  expect(r.answered).toBe(false);
+  // Once it has answered, the full count applies.
+  const a = new Rto(DEFAULT_TIMING, undefined);
+  a.sent(0, false);
+  a.progress(10);
+  for (let i = 0; i < DEFAULT_TIMING.retries; i++) expect(a.expired()).toBe(true);
+  expect(a.expired()).toBe(false);
+});
