@@ -62,7 +62,7 @@ const events = new Uint8Array(new ArrayBuffer(EPOLL_EVENT_SIZE * MAX_EVENTS));
 const eventsView = new DataView(events.buffer);
 const ctlEvent = new Uint8Array(new ArrayBuffer(16));
 const ctlView = new DataView(ctlEvent.buffer);
-/** Retransmission deadlines are checked this often (RTOs are 50 ms and more), not on every packet. */
+/** Retransmission deadlines are checked this often (RTOs are 10 ms and more), not on every packet. */
 const SCAN_MS = 5;
 /** Earliest deadline known: exact after a scan, lowered by every send in between. */
 let soonest = Infinity;

@@ -24,7 +24,7 @@ export interface TftpTiming {
  * windowsize waits 5 s of silence) must get that silence, or neither side ever moves. Ten timeouts in a
  * row (about 40 s of silence) end the transfer; four, 7.5 s, when the client never answered at all.
  */
-export const DEFAULT_TIMING: TftpTiming = { initialMs: 500, minMs: 50, maxMs: 8000, retries: 10, firstRetries: 4 };
+export const DEFAULT_TIMING: TftpTiming = { initialMs: 500, minMs: 10, maxMs: 8000, retries: 10, firstRetries: 4 };
 
 export class Rto {
   readonly #timing: TftpTiming;
