@@ -79,6 +79,14 @@ function seeds(target: string): Uint8Array[] {
   return readdirSync(dir).filter((f) => /^boot\.cfg\.[\d.]+[-\w]*$/.test(f)).map((f) => new Uint8Array(readFileSync(join(dir, f))));
 }
 
+const insert = (b: Uint8Array, at: number, extra: Uint8Array) => {
+  const out = new Uint8Array(b.length + extra.length);
+  out.set(b.subarray(0, at));
+  out.set(extra, at);
+  out.set(b.subarray(at), at + extra.length);
+  return out;
+};
+
 function mutate(rng: Rng, seed: Uint8Array, other: Uint8Array, target: string): Uint8Array {
   let b = new Uint8Array(seed);
   const rounds = 1 + rng.int(4);
@@ -93,12 +101,7 @@ function mutate(rng: Rng, seed: Uint8Array, other: Uint8Array, target: string): 
         break;
       case 2: {
         // random bytes appended or inserted
-        const extra = new Uint8Array(1 + rng.int(64)).map(() => rng.int(256));
-        const out = new Uint8Array(b.length + extra.length);
-        out.set(b.subarray(0, at));
-        out.set(extra, at);
-        out.set(b.subarray(at), at + extra.length);
-        b = out;
+        b = insert(b, at, new Uint8Array(1 + rng.int(64)).map(() => rng.int(256)));
         break;
       }
       case 3: // a length that lies
@@ -134,12 +137,7 @@ function mutate(rng: Rng, seed: Uint8Array, other: Uint8Array, target: string): 
       case 7: {
         // absurd numbers as text (TFTP option values, boot.cfg values)
         const text = ["99999999999999999999", "-1", "0", "NaN", "1e308", "0x10", "\u0000", "%00"][rng.int(8)]!;
-        const t = new TextEncoder().encode(text);
-        const out = new Uint8Array(b.length + t.length);
-        out.set(b.subarray(0, at));
-        out.set(t, at);
-        out.set(b.subarray(at), at + t.length);
-        b = out;
+        b = insert(b, at, new TextEncoder().encode(text));
         break;
       }
       default: // a random byte anywhere
