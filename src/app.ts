@@ -614,7 +614,7 @@ function poolSpecs(config: ServeConfig, link: Link, serverIp: number): Array<{ s
 }
 
 function buildPools(config: ServeConfig, link: Link, serverIp: number, book: HostBook, log: Logger): { scoped: ScopedPool[]; store: LeaseStore } {
-  const store = openLeaseStore(config.stateDir);
+  const store = openLeaseStore(config.stateDir, { warn: (m) => log.warn(m) });
   // The lab file's host IPs are reservations too (with the hostname), next to --reserve.
   const reservations = [
     ...config.dhcp.reservations.map((r) => ({ mac: parseMac(r.mac), ip: parseIPv4(r.ip), hostname: r.hostname })),

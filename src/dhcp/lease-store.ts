@@ -25,7 +25,7 @@ export interface LeaseStore {
 
 export const COMPACT_AFTER = 20_000;
 
-export function openLeaseStore(dir: string, opts: { fsync?: boolean } = {}): LeaseStore {
+export function openLeaseStore(dir: string, opts: { fsync?: boolean; warn?: (message: string) => void } = {}): LeaseStore {
   ensureStateDir(dir);
   const snapshot = join(dir, "leases.json");
   const journal = join(dir, "leases.journal");
@@ -40,15 +40,18 @@ export function openLeaseStore(dir: string, opts: { fsync?: boolean } = {}): Lea
     }
   }
   if (existsSync(journal)) {
+    let torn = 0;
     for (const line of readFileSync(journal, "utf8").split("\n")) {
       if (!line.trim()) continue;
       try {
         const l = JSON.parse(line) as Lease;
         if (valid(l)) byKey.set(key(l), l);
+        else torn++;
       } catch {
-        // a line cut short by a crash: everything before it counts
+        torn++; // a line cut short by a crash: everything before it counts
       }
     }
+    if (torn) opts.warn?.(`${journal}: ${torn} line${torn === 1 ? "" : "s"} cut short (a crash while writing?) skipped; the leases before ${torn === 1 ? "it" : "them"} are kept`);
   }
   const loaded = [...byKey.values()];
   const writeSnapshot = (all: readonly Lease[]) =>
