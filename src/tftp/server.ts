@@ -72,8 +72,8 @@ const MAX_NETASCII = 16 * 1024 * 1024;
 export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServerHandle> {
   const maxTransfers = opts.maxTransfers ?? 512;
   const maxPerClient = opts.maxPerClient ?? 16;
-  /** Requests past the caps' check whose transfer has not started yet. */
-  let pending = 0;
+  /** Transfers past the caps' check, starting or running (released when they end or are refused). */
+  let held = 0;
   const perClient = new Map<string, number>();
   const timing = { ...DEFAULT_TIMING, ...opts.timing };
   const loop = createLoopEngine(opts.runtime, opts.openSocket);
@@ -117,32 +117,29 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     if (pkt.mode !== "octet" && pkt.mode !== "netascii") return reject(ErrorCode.IllegalOperation, `unsupported mode ${pkt.mode}`, `mode ${pkt.mode} refused`);
     // Caps, counted from the request on (a burst of RRQs all pass a check made only when transfers start):
     // all transfers, and one address's, so that one client (a loop, a fuzzer) cannot take every slot.
-    if (pending + loop.active + (fast?.active ?? 0) >= maxTransfers) return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxTransfers} transfers already running`);
+    if (held >= maxTransfers) return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxTransfers} transfers already running`);
     const mine = perClient.get(address) ?? 0;
     if (mine >= maxPerClient) return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxPerClient} transfers already running for ${address}`);
+    held++;
     perClient.set(address, mine + 1);
-    pending++;
-    let started = false;
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
+      held--;
       const n = (perClient.get(address) ?? 1) - 1;
       if (n > 0) perClient.set(address, n);
       else perClient.delete(address);
     };
+    let started = false;
     try {
-      started = await startTransfer(pkt, address, port, client, info, reject, () => {
-        pending--;
-      }, release);
+      started = await startTransfer(pkt, address, port, client, info, reject, release);
     } finally {
-      if (!started) {
-        pending--;
-        release();
-      }
+      if (!started) release();
     }
   }
 
+  /** Resolves the file, agrees the options and hands the transfer to an engine; false when it was refused. */
   async function startTransfer(
     pkt: { filename: string; mode: string; options: Map<string, string> },
     address: string,
@@ -150,7 +147,6 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     client: string,
     info: TftpClientInfo | undefined,
     reject: (code: number, message: string, reason: string) => Promise<void>,
-    running: () => void,
     release: () => void,
   ): Promise<boolean> {
     const rejected = async (code: number, message: string, reason: string) => {
@@ -198,7 +194,6 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
       else opts.log.info(transferLine(e));
       opts.onTransfer?.({ ...e, what: resolved.what });
     });
-    running();
     return true;
   }
 
