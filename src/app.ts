@@ -417,12 +417,15 @@ async function startDhcp(ctx: Context, boot: BootPolicy, files: BootFiles): Prom
     if (found.kind !== "file") log.warn(`BSDP: Macs are told to boot ${config.bsdp.bootFile}, which is not served (${found.kind === "missing" ? found.reason : "not a file"}); see --mac-bootfile`);
     log.info(`BSDP: Macs see ${ids.map((b) => `"${b.name}"`).join(", ")}, priority ${config.bsdp.priority}, boot ${config.bsdp.bootFile}; ${selections.size} remembered selection(s) in ${selections.path}`);
   }
+  let commit: (() => Promise<void>) | undefined;
   if (mode === "server") {
     const { scoped, store } = buildPools(config, link, serverIp, book, log.child("dhcp"));
     ctx.cleanups.push(() => {
       store.compact(scoped.flatMap((s) => s.pool.all()));
       store.close();
     });
+    // An ACK goes out once its lease is on disk (one fsync for all the ACKs of a turn).
+    commit = () => store.sync();
     responders.push(
       serverResponder({
         serverIp,
@@ -448,6 +451,7 @@ async function startDhcp(ctx: Context, boot: BootPolicy, files: BootFiles): Prom
     log: log.child("dhcp"),
     runtime: config.udp,
     transmit: config.dhcp.transmit,
+    commit,
     allowUnfiltered: config.dhcp.force || listIPv4().filter((a) => !a.address.startsWith("127.")).length <= 1,
     onExchange: (e) => {
       if (e.from && !e.from.startsWith("0.0.0.0")) neighbors.learn(e.from.split(":")[0]!, e.mac);
@@ -613,6 +617,10 @@ function poolSpecs(config: ServeConfig, link: Link, serverIp: number): Array<{ s
   });
 }
 
+/** How long an offer is held: for the lab's hosts, and for any other MAC (short: see PoolConfig). */
+const OFFER_SECONDS = 60;
+const UNLISTED_OFFER_SECONDS = 10;
+
 function buildPools(config: ServeConfig, link: Link, serverIp: number, book: HostBook, log: Logger): { scoped: ScopedPool[]; store: LeaseStore } {
   const store = openLeaseStore(config.stateDir, { warn: (m) => log.warn(m) });
   // The lab file's host IPs are reservations too (with the hostname), next to --reserve.
@@ -620,6 +628,7 @@ function buildPools(config: ServeConfig, link: Link, serverIp: number, book: Hos
     ...config.dhcp.reservations.map((r) => ({ mac: parseMac(r.mac), ip: parseIPv4(r.ip), hostname: r.hostname })),
     ...book.hosts.filter((h) => h.ip && !config.dhcp.reservations.some((r) => parseMac(r.mac) === h.mac)).map((h) => ({ mac: h.mac, ip: parseIPv4(h.ip!), hostname: h.hostname })),
   ];
+  const reservedMacs = new Set(reservations.map((r) => r.mac));
   const router = config.dhcp.router ? parseIPv4(config.dhcp.router) : undefined;
   const dns = config.dhcp.dns.map((d) => parseIPv4(d));
   const scoped = poolSpecs(config, link, serverIp).map((spec): ScopedPool => {
@@ -631,7 +640,9 @@ function buildPools(config: ServeConfig, link: Link, serverIp: number, book: Hos
       exclude: [serverIp, ...(router ? [router] : []), subnet.network, subnet.broadcast],
       reservations: reservations.filter((r) => inSubnet(r.ip, subnet)),
       leaseSeconds: config.dhcp.leaseSeconds,
-      offerSeconds: 60,
+      offerSeconds: OFFER_SECONDS,
+      unlistedOfferSeconds: UNLISTED_OFFER_SECONDS,
+      listed: (mac) => book.lookup(mac) !== undefined || reservedMacs.has(mac),
       declineSeconds: 600,
     });
     pool.load(store.loaded.filter((l: Lease) => inSubnet(l.ip, subnet)));

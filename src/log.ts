@@ -80,3 +80,31 @@ export function recordingLogger(base: Logger, ring: Warning[], max = 30, tag = "
     child: (t) => recordingLogger(base.child(t), ring, max, tag ? `${tag}:${t}` : t),
   };
 }
+
+/** Counts refusals and says so once a second at most (refusals past a cap: "12 requests from 2 MACs dropped…"), so a flood cannot flood the log. */
+export class ThrottledNotice {
+  readonly #now: () => number;
+  readonly #say: (line: string) => void;
+  readonly #intervalMs: number;
+  #count = 0;
+  #keys = new Set<string>();
+  #last = -Infinity;
+
+  constructor(say: (line: string) => void, intervalMs = 1000, now: () => number = Date.now) {
+    this.#say = say;
+    this.#intervalMs = intervalMs;
+    this.#now = now;
+  }
+
+  /** One refusal of `key`; `describe(count, keys)` words the line when it is time to say it. */
+  note(key: string, describe: (count: number, keys: ReadonlySet<string>) => string): void {
+    this.#count++;
+    if (this.#keys.size < 1000) this.#keys.add(key);
+    const now = this.#now();
+    if (now - this.#last < this.#intervalMs) return;
+    this.#say(describe(this.#count, this.#keys));
+    this.#last = now;
+    this.#count = 0;
+    this.#keys = new Set();
+  }
+}

@@ -1,10 +1,10 @@
 /**
  * Leases on disk, so a crash or a restart loses nothing: a snapshot (leases.json, written to a temporary
  * file and renamed over the old one) plus a journal (leases.journal, one JSON line per change, written
- * before the reply goes out). Start-up loads the snapshot, replays the journal, and compacts both into a
+ * before the reply goes out; an ACK waits for its fsync). Start-up loads the snapshot, replays the journal, and compacts both into a
  * new snapshot; the journal is compacted again when it grows.
  */
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
+import { closeSync, existsSync, fsync, fsyncSync, openSync, readFileSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
 import { join } from "node:path";
 import { SourceError } from "../errors.ts";
 import { ensureStateDir, writeFileAtomic } from "../state/atomic.ts";
@@ -14,8 +14,13 @@ export interface LeaseStore {
   readonly dir: string;
   /** Leases found on disk (snapshot + journal), latest state per address. */
   readonly loaded: Lease[];
-  /** Appends one change; synchronous, so it is in the kernel before the reply is sent. */
+  /** Appends one change; synchronous, so it is in the kernel before the reply is sent (a kill -9 keeps it). */
   record(lease: Lease): void;
+  /**
+   * Resolves once every change recorded so far is on disk (fsync): a power cut keeps it too. Group commit:
+   * the calls made while one fsync runs share the next, so many ACKs cost one fsync.
+   */
+  sync(): Promise<void>;
   /** Writes a fresh snapshot of `all` and empties the journal. */
   compact(all: readonly Lease[]): void;
   /** Journal lines since the last snapshot; compact when it passes COMPACT_AFTER. */
@@ -61,6 +66,29 @@ export function openLeaseStore(dir: string, opts: { fsync?: boolean; warn?: (mes
   writeFileSync(journal, "");
   const fd = openSync(journal, "a");
   let lines = 0;
+  // Group commit: `written` counts records, `synced` what the last finished fsync covered.
+  let written = 0;
+  let synced = 0;
+  let running: Promise<void> | undefined;
+  const flush = (): Promise<void> => {
+    const upTo = written;
+    return new Promise<void>((resolve, reject) =>
+      fsync(fd, (err) => {
+        if (err) return reject(err);
+        synced = Math.max(synced, upTo);
+        resolve();
+      }),
+    );
+  };
+  const sync = (): Promise<void> => {
+    if (synced >= written) return Promise.resolve();
+    if (running) return running.then(sync, sync);
+    const p = flush().finally(() => {
+      if (running === p) running = undefined;
+    });
+    running = p;
+    return p;
+  };
   return {
     dir,
     loaded,
@@ -68,11 +96,15 @@ export function openLeaseStore(dir: string, opts: { fsync?: boolean; warn?: (mes
       writeSync(fd, JSON.stringify(lease) + "\n");
       if (opts.fsync) fsyncSync(fd);
       lines++;
+      written++;
     },
+    sync,
     compact(all) {
-      writeSnapshot(all);
+      // The snapshot is on disk before the journal it replaces is emptied.
+      writeFileAtomic(snapshot, JSON.stringify({ version: 1, written: new Date().toISOString(), leases: all }, null, 1), { fsync: true });
       ftruncateSync(fd, 0);
       lines = 0;
+      synced = written;
     },
     get pending() {
       return lines;

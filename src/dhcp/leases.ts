@@ -32,8 +32,18 @@ export interface PoolConfig {
   exclude: readonly number[];
   reservations: readonly Reservation[];
   leaseSeconds: number;
-  /** How long an OFFERed address is held for the client that was offered it. */
+  /** How long an OFFERed address is held for the client that was offered it (a listed host). */
   offerSeconds: number;
+  /**
+   * How long an offer to a MAC the lab does not list is held (default: offerSeconds). Short, so a flood of
+   * DISCOVERs from made-up MACs holds the pool for seconds only.
+   */
+  unlistedOfferSeconds?: number;
+  /**
+   * The lab's hosts. When the pool is exhausted, one of them takes the oldest offer held by an unlisted MAC
+   * (an offer is no promise: that client's REQUEST is NAKed and it starts over). Default: nobody is listed.
+   */
+  listed?: (mac: Mac) => boolean;
   /** How long an address a client DECLINEd (RFC 2131 §4.3.3: in use by someone) stays out of the pool. */
   declineSeconds: number;
 }
@@ -97,7 +107,8 @@ export class LeasePool {
     const current = this.#byMac.get(mac);
     // A bound lease stays bound (and keeps its expiry) while the client re-discovers.
     const state: LeaseState = current && current.ip === ip && current.state === "bound" && current.expires > now ? "bound" : "offered";
-    const expires = state === "bound" ? current!.expires : now + this.config.offerSeconds * 1000;
+    const hold = this.#listed(mac) ? this.config.offerSeconds : (this.config.unlistedOfferSeconds ?? this.config.offerSeconds);
+    const expires = state === "bound" ? current!.expires : now + hold * 1000;
     return this.#put({ mac, ip, expires, state, hostname: hostname ?? this.#reservedByMac.get(mac)?.hostname ?? current?.hostname });
   }
 
@@ -145,6 +156,10 @@ export class LeasePool {
 
   // --- internal ---
 
+  #listed(mac: Mac): boolean {
+    return this.config.listed?.(mac) ?? false;
+  }
+
   #active(l: Lease): boolean {
     return l.state !== "released" && l.expires > this.#now();
   }
@@ -178,7 +193,17 @@ export class LeasePool {
         return ip;
       }
     }
-    return undefined;
+    return this.#listed(mac) ? this.#oldestUnlistedOffer() : undefined;
+  }
+
+  /** The address of the oldest active offer to an unlisted MAC (what a listed host may take over). */
+  #oldestUnlistedOffer(): number | undefined {
+    let oldest: Lease | undefined;
+    for (const l of this.#byIp.values()) {
+      if (l.state !== "offered" || !this.#active(l) || this.#listed(l.mac) || !this.#inRange(l.ip)) continue;
+      if (!oldest || l.expires < oldest.expires) oldest = l;
+    }
+    return oldest?.ip;
   }
 
   #put(lease: Lease): Lease {

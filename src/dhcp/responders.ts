@@ -27,7 +27,11 @@ export interface DhcpAnswer {
 }
 
 /** undefined: not mine, ask the next responder; `ignore`: mine, no answer (the reason goes to the log). */
-export type Outcome = { answers: DhcpAnswer[]; mac?: string } | { ignore: string } | undefined;
+/**
+ * `durable`: the answers promise a lease (an ACK), so they go out only once the lease is on disk
+ * (DhcpServerOptions.commit).
+ */
+export type Outcome = { answers: DhcpAnswer[]; mac?: string; durable?: boolean } | { ignore: string } | undefined;
 
 export interface Responder {
   readonly name: string;
@@ -159,7 +163,7 @@ export function serverResponder(opts: ServerResponderOptions): Responder {
           }
           opts.onBound?.(mac, ip);
           const state = serverId !== undefined ? "" : p.ciaddr ? " (renew)" : " (init-reboot)";
-          return { answers: [answer(p, MessageType.Ack, scoped, ip, req.client, leaseSeconds, state)], mac };
+          return { answers: [answer(p, MessageType.Ack, scoped, ip, req.client, leaseSeconds, state)], mac, durable: true };
         }
         case MessageType.Release:
           pool.release(mac, p.ciaddr);

@@ -4,7 +4,7 @@
  */
 import { ServiceError } from "../errors.ts";
 import type { BootClient } from "../boot/types.ts";
-import type { Logger } from "../log.ts";
+import { ThrottledNotice, type Logger } from "../log.ts";
 import { bindSocketToDevice } from "../net/device.ts";
 import { openUdp, type UdpSocket } from "../net/udp.ts";
 import { formatIPv4 } from "../wire/ipv4.ts";
@@ -12,7 +12,8 @@ import { bootClientFromDhcp } from "./client.ts";
 import { broadcastError } from "./probe.ts";
 import { DHCP_SERVER_PORT, Op, Opt, PXE_PORT, messageTypeName } from "./constants.ts";
 import { clientMac, decodeDhcpPacket, encodeDhcpPacket, optU8, type DhcpPacket } from "./packet.ts";
-import type { DhcpRequest, Responder } from "./responders.ts";
+import { DHCP_RATE, RateLimiter, type RateLimitOptions } from "./rate.ts";
+import type { DhcpAnswer, DhcpRequest, Responder } from "./responders.ts";
 import { replyDestination, type TransmitOptions } from "./transmit.ts";
 
 export interface DhcpServerOptions {
@@ -38,6 +39,13 @@ export interface DhcpServerOptions {
   receive?: "bound" | "filtered";
   /** When the interface filter cannot be set up: go on without it (true), or refuse to start. */
   allowUnfiltered?: boolean;
+  /**
+   * Makes what the responders recorded durable (the lease journal's fsync); answers that promise a lease
+   * (an ACK) wait for it, so a crash after the answer cannot lose the lease. Calls in one turn share one sync.
+   */
+  commit?: () => Promise<void>;
+  /** Answers per MAC (default DHCP_RATE: a burst of 20, then 5 a second); requests past it are dropped. */
+  rate?: RateLimitOptions;
 }
 
 export interface DhcpExchange {
@@ -109,6 +117,9 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
     return sock;
   };
 
+  const rate = opts.rate ?? DHCP_RATE;
+  const limiter = new RateLimiter(rate);
+  const limited = new ThrottledNotice((line) => opts.log.warn(line));
   const handle = (sock: UdpSocket, data: Uint8Array, address: string, port: number, viaPxePort: boolean) => {
     let packet: DhcpPacket;
     try {
@@ -118,9 +129,14 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
       return;
     }
     if (packet.op !== Op.Request || packet.htype !== 1 || packet.hlen !== 6) return; // replies of other servers, non-Ethernet
+    const mac = clientMac(packet);
+    if (!limiter.take(mac)) {
+      limited.note(mac, (n, macs) => `dropped ${n} request${n === 1 ? "" : "s"} from ${macs.size === 1 ? [...macs][0] : `${macs.size}${macs.size >= 1000 ? "+" : ""} MACs`} past the rate limit (${rate.burst} at once, ${rate.perSecond} a second per MAC)`);
+      return;
+    }
     const type = messageTypeName(optU8(packet, Opt.MessageType));
     const req: DhcpRequest = { packet, client: bootClientFromDhcp(packet), viaPxePort, source: { address, port } };
-    const exchange: DhcpExchange = { mac: clientMac(packet), type, from: `${address}:${port}`, viaPxePort, relay: packet.giaddr ? formatIPv4(packet.giaddr) : undefined, client: req.client, responder: undefined, answers: [], ignored: undefined };
+    const exchange: DhcpExchange = { mac, type, from: `${address}:${port}`, viaPxePort, relay: packet.giaddr ? formatIPv4(packet.giaddr) : undefined, client: req.client, responder: undefined, answers: [], ignored: undefined };
     for (const r of opts.responders) {
       let out;
       try {
@@ -136,22 +152,39 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
         opts.log.debug(`${exchange.mac} ${type}${viaPxePort ? " (port 4011)" : ""}: ignored by ${r.name}: ${out.ignore}`);
         break;
       }
-      for (const a of out.answers) {
-        const to = replyDestination(packet, a.packet, req.source, viaPxePort, opts.transmit);
-        if (a.clientPort !== undefined && !packet.giaddr && !viaPxePort) to.port = a.clientPort;
-        try {
-          sock.send(encodeDhcpPacket(a.packet), to.port, to.address);
-        } catch (err) {
-          const b = to.address === "255.255.255.255" ? broadcastError(err, opts.iface ?? "the link") : undefined;
-          opts.log.warn(`could not send to ${to.address}:${to.port}: ${b ? `${b.message}; ${b.hint ?? ""}` : (err as Error).message}`);
-          continue;
-        }
-        exchange.answers.push({ packet: a.packet, note: a.note, to: `${to.address}:${to.port}` });
-        opts.log.info(`${exchange.mac} ${type}${viaPxePort ? " on port 4011" : ""}${packet.giaddr ? ` via relay ${formatIPv4(packet.giaddr)}` : ""} → ${a.note}`);
+      if (out.durable && opts.commit) {
+        const answers = out.answers;
+        opts.commit().then(
+          () => send(sock, req, exchange, answers),
+          (err) => {
+            opts.log.warn(`${exchange.mac} ${type}: not answered, the lease could not be written: ${(err as Error).message}`);
+            opts.onExchange?.({ ...exchange, ignored: "lease not written" });
+          },
+        );
+        return;
       }
-      break;
+      send(sock, req, exchange, out.answers);
+      return;
     }
     if (!exchange.responder) opts.log.debug(`${exchange.mac} ${type}: no responder took it`);
+    opts.onExchange?.(exchange);
+  };
+
+  const send = (sock: UdpSocket, req: DhcpRequest, exchange: DhcpExchange, answers: readonly DhcpAnswer[]) => {
+    const { packet, viaPxePort } = req;
+    for (const a of answers) {
+      const to = replyDestination(packet, a.packet, req.source, viaPxePort, opts.transmit);
+      if (a.clientPort !== undefined && !packet.giaddr && !viaPxePort) to.port = a.clientPort;
+      try {
+        sock.send(encodeDhcpPacket(a.packet), to.port, to.address);
+      } catch (err) {
+        const b = to.address === "255.255.255.255" ? broadcastError(err, opts.iface ?? "the link") : undefined;
+        opts.log.warn(`could not send to ${to.address}:${to.port}: ${b ? `${b.message}; ${b.hint ?? ""}` : (err as Error).message}`);
+        continue;
+      }
+      exchange.answers.push({ packet: a.packet, note: a.note, to: `${to.address}:${to.port}` });
+      opts.log.info(`${exchange.mac} ${exchange.type}${viaPxePort ? " on port 4011" : ""}${packet.giaddr ? ` via relay ${formatIPv4(packet.giaddr)}` : ""} → ${a.note}`);
+    }
     opts.onExchange?.(exchange);
   };
 

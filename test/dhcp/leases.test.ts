@@ -111,6 +111,42 @@ describe("lease pool", () => {
   });
 });
 
+describe("lease pool under a flood of made-up MACs", () => {
+  const listedMac = "52:54:00:00:00:0e";
+  const flood = (i: number) => `02:fe:00:00:00:${i.toString(16).padStart(2, "0")}`;
+  const floodPool = () => pool({ unlistedOfferSeconds: 10, listed: (m) => m === listedMac || m === C });
+
+  test("offers to unlisted MACs are held 10 s, to listed hosts 60 s", () => {
+    const { p, clock } = floodPool();
+    expect(p.offer(flood(1))!.expires).toBe(clock.t + 10_000);
+    expect(p.offer(listedMac)!.expires).toBe(clock.t + 60_000);
+  });
+
+  test("a listed host takes the oldest offer held by an unlisted MAC; that MAC's REQUEST is refused", () => {
+    const { p, clock } = floodPool();
+    p.offer(flood(1));
+    clock.t += 1000;
+    p.offer(flood(2));
+    expect(p.offer(flood(3))).toBeUndefined(); // exhausted for unlisted MACs
+    const taken = p.offer(listedMac)!;
+    expect(taken.ip).toBe(ip("10.0.0.10")); // flood(1)'s, the older one
+    expect(p.byMac(flood(1))).toBeUndefined();
+    expect(p.request(flood(1), ip("10.0.0.10"))).toEqual({ ok: false, reason: `10.0.0.10 is leased to ${listedMac}` });
+    expect(p.request(listedMac, taken.ip).ok).toBe(true);
+  });
+
+  test("a bound lease is never taken over, and a reservation is never offered to anyone else", () => {
+    const { p } = floodPool();
+    p.offer(flood(1));
+    p.request(flood(1), ip("10.0.0.10"));
+    p.offer(flood(2));
+    p.request(flood(2), ip("10.0.0.12"));
+    expect(p.offer(listedMac)).toBeUndefined();
+    for (let i = 3; i < 50; i++) expect(p.offer(flood(i))?.ip).toBeUndefined();
+    expect(p.offer(C)!.ip).toBe(ip("10.0.0.50"));
+  });
+});
+
 describe("lease store: nothing is lost across restarts", () => {
   test("journal before each reply, snapshot by write-then-rename, replay after a crash", () => {
     const dir = tempDir("leases-");
@@ -149,5 +185,21 @@ describe("lease store: nothing is lost across restarts", () => {
     const dir = tempDir("leases-");
     writeFileSync(join(dir, "leases.json"), "{ not json");
     expect(() => openLeaseStore(dir)).toThrow(/is not a lease file/);
+  });
+
+  test("sync: resolves once what was recorded is on disk; the calls of one turn share an fsync", async () => {
+    const dir = tempDir("leases-");
+    const s = openLeaseStore(dir);
+    await s.sync(); // nothing written: at once
+    const waits: Promise<void>[] = [];
+    for (let i = 0; i < 200; i++) {
+      s.record({ mac: A, ip: ip("10.0.0.10") + (i % 3), expires: i, state: "bound" });
+      waits.push(s.sync());
+    }
+    await Promise.all(waits);
+    s.record({ mac: B, ip: ip("10.0.0.20"), expires: 1, state: "bound" });
+    await s.sync();
+    s.close();
+    expect(readFileSync(join(dir, "leases.journal"), "utf8").trim().split("\n")).toHaveLength(201);
   });
 });
