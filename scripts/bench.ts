@@ -1,19 +1,20 @@
 #!/usr/bin/env bun
 /**
- * npm run bench -- [http|tftp|dhcp|sources|bios|startup|all]
+ * npm run bench -- [http|tftp|dhcp|sources|bios|startup|hardening|all]
  * Side-by-side figures: netboot and the peer measured in the same run (see README, Benchmarks).
  * Env: RUNS (5), BENCH_DIR (/var/tmp/netboot-bench), SERVER_CPUS / CLIENT_CPUS (http), TFTP_CPUS (tftp),
- * WRK_SECONDS, WRK_CONNS, DHCP_RUNS, DHCP_SECONDS, DHCP_CLIENTS, DHCP_RATE_LOW, DHCP_RATE_HIGH, BIOS_RUNS, BIOS_MB.
+ * WRK_SECONDS, WRK_CONNS, DHCP_RUNS, DHCP_SECONDS, DHCP_CLIENTS, DHCP_RATE_LOW, DHCP_RATE_HIGH, BIOS_RUNS, BIOS_MB, KILL_CYCLES.
  */
 import { benchBios } from "./bench/bios.ts";
 import { benchDhcp } from "./bench/dhcp.ts";
+import { benchHardening } from "./bench/hardening.ts";
 import { benchHttp } from "./bench/http.ts";
 import { benchSources } from "./bench/sources.ts";
 import { benchStartup } from "./bench/startup.ts";
 import { benchTftp } from "./bench/tftp.ts";
 
 const which = process.argv[2] ?? "all";
-const benches: Record<string, () => Promise<void>> = { http: benchHttp, tftp: benchTftp, dhcp: benchDhcp, sources: benchSources, bios: benchBios, startup: benchStartup };
+const benches: Record<string, () => Promise<void>> = { http: benchHttp, tftp: benchTftp, dhcp: benchDhcp, sources: benchSources, bios: benchBios, startup: benchStartup, hardening: benchHardening };
 if (which !== "all" && !benches[which]) {
   console.error(`unknown benchmark ${which}; known: ${Object.keys(benches).join(", ")}, all`);
   process.exit(2);

@@ -4,7 +4,8 @@
  *
  *   flood --iface IF --count N [--mac MAC] [--ms T]   N DISCOVERs (made-up MACs, or one MAC in a loop) over
  *                                                    T ms; counts the OFFERs answering them
- *   dora  --iface IF --macs N --out FILE [--prefix P] DISCOVER/OFFER/REQUEST/ACK for N MACs, 16 at a time, each
+ *   dora  --iface IF --macs N --out FILE [--rate R]   DISCOVER/OFFER/REQUEST/ACK for N MACs, 16 at a time (R new
+ *                                                    exchanges a second at most, default 150), each
  *                                                    retried until ACKed; every ACK is appended to FILE
  *                                                    ({"mac","ip"} per line) the moment it arrives, so the
  *                                                    record outlives a server killed right after sending it
@@ -77,6 +78,12 @@ if (mode === "dora") {
   const macs = Number(arg("macs", "100"));
   const out = arg("out")!;
   const prefix = Number(arg("prefix", "1"));
+  const gap = 1000 / Number(arg("rate", "150"));
+  let slot = Date.now();
+  const pace = async () => {
+    slot = Math.max(slot + gap, Date.now());
+    if (slot > Date.now()) await Bun.sleep(slot - Date.now());
+  };
   const answer = (xid: number, want: number, ms: number) =>
     new Promise<{ yiaddr: number; serverId: number | undefined } | undefined>((resolve) => {
       const t = setTimeout(() => {
@@ -94,6 +101,7 @@ if (mode === "dora") {
   let tries = 0;
   const one = async (mac: Mac) => {
     for (;;) {
+      await pace();
       tries++;
       const xid = xidNext++;
       const offered = answer(xid, MessageType.Offer, 300);
