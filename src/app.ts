@@ -225,6 +225,7 @@ async function startHttp(ctx: Context): Promise<{ http: HttpServerHandle; base: 
     host: config.bind,
     port: config.http.port,
     log: ctx.log.child("http"),
+    limits: config.http.limits,
     onRequest: (e) => {
       // The status page and the API are the operator's, not a client's boot (and the page follows the bus).
       if (isOperatorPath(e.path)) return;

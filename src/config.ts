@@ -77,6 +77,8 @@ export interface ServeConfig {
     port: number;
     /** Which HTTP server: Bun.serve or node:http (default: Bun.serve under Bun, unless a source is not local). */
     edge?: "bun" | "node" | undefined;
+    /** Caps (defaults: HTTP_LIMITS in http/server.ts); tests lower them to cross them. */
+    limits?: Partial<import("./http/server.ts").HttpLimits> | undefined;
   };
   tftp: {
     enabled: boolean;

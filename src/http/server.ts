@@ -6,7 +6,7 @@ import { createReadStream } from "node:fs";
 import type { Server as NodeServer, IncomingMessage, ServerResponse } from "node:http";
 import { ServiceError } from "../errors.ts";
 import type { ContentCache } from "../files/cache.ts";
-import type { Logger } from "../log.ts";
+import { ThrottledNotice, type Logger } from "../log.ts";
 import { chunkLength, type FileData } from "../files/tree.ts";
 import type { HttpBody, HttpRequest, HttpResponse } from "./handler.ts";
 
@@ -22,6 +22,56 @@ export interface HttpServerOptions {
   onRequest?: (entry: AccessEntry) => void;
   /** Hot small files answered from memory (see files/cache.ts). */
   cache?: ContentCache | undefined;
+  limits?: Partial<HttpLimits> | undefined;
+}
+
+/**
+ * Bounds on what clients can hold. Past `maxActive`, a request gets 503 with Retry-After (logged once a
+ * second at most) while the answers already going out go on. Header size and time are the runtimes' own
+ * under Bun (uWebSockets: 16 KiB, else 431; about 10 s to send the headers, else the connection is closed);
+ * node:http is set to the same.
+ */
+export interface HttpLimits {
+  /** Answers being sent at once (a module download holds one until its last byte). */
+  maxActive: number;
+  /** Requests on one keep-alive connection; the last one's answer says `Connection: close`. */
+  requestsPerConnection: number;
+  /** node:http: time to receive a request's headers (Bun: its own, about 10 s). */
+  headerTimeoutMs: number;
+  /** node:http: an idle keep-alive connection is closed after this (Bun: the idle timeout below). */
+  keepAliveMs: number;
+  /** Seconds without a byte moving either way before a connection is closed (idle or stalled). */
+  idleSeconds: number;
+  /** node:http: connections at once; more are closed at accept (Bun has no such switch). */
+  maxConnections: number;
+}
+
+export const HTTP_LIMITS: HttpLimits = { maxActive: 1024, requestsPerConnection: 1000, headerTimeoutMs: 10_000, keepAliveMs: 30_000, idleSeconds: 120, maxConnections: 4096 };
+const HEADER_BYTES = 16 * 1024;
+const BUSY_HEADERS = { "content-type": "text/plain; charset=utf-8", "retry-after": "5", connection: "close" };
+const busyText = (max: number) => `server busy: ${max} answers already being sent; try again\n`;
+
+/** Counts requests per connection (client address and port), bounded: the oldest entries go first. */
+class PerConnection {
+  readonly #counts = new Map<string, number>();
+  readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  /** True when this request is the connection's last. */
+  last(key: string): boolean {
+    const n = (this.#counts.get(key) ?? 0) + 1;
+    this.#counts.delete(key);
+    if (n >= this.max) return true;
+    if (this.#counts.size >= 8192) this.#counts.delete(this.#counts.keys().next().value!);
+    this.#counts.set(key, n);
+    return false;
+  }
+}
+
+function busyNotice(opts: HttpServerOptions, limits: HttpLimits): (client: string) => void {
+  const n = new ThrottledNotice((l) => opts.log.warn(l));
+  return (client) => n.note(client, (count, clients) => `refused ${count} request${count === 1 ? "" : "s"} from ${clients.size} client${clients.size === 1 ? "" : "s"} with 503: ${limits.maxActive} answers already being sent`);
 }
 
 export interface AccessEntry {
@@ -105,6 +155,9 @@ function listenError(err: unknown, host: string, port: number): ServiceError {
 }
 
 function startBun(opts: HttpServerOptions): HttpServerHandle {
+  const limits = { ...HTTP_LIMITS, ...opts.limits };
+  const busy = busyNotice(opts, limits);
+  const perConnection = new PerConnection(limits.requestsPerConnection);
   let server: ReturnType<typeof Bun.serve>;
   try {
     server = Bun.serve({
@@ -112,14 +165,21 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
       port: opts.port,
       development: false,
       // Large ESXi modules over slow links: never cut a transfer for idleness below the TCP timeouts.
-      idleTimeout: 120,
+      idleTimeout: Math.min(255, limits.idleSeconds),
       // Request bodies are only the installer's log on failed_url.
       maxRequestBodySize: MAX_BODY,
       async fetch(req, srv) {
         const url = req.url;
         const at = url.indexOf("/", url.indexOf("//") + 2);
         const target = at < 0 ? "/" : url.slice(at);
-        const client = stripV4Mapped(srv.requestIP(req)?.address);
+        const peer = srv.requestIP(req);
+        const client = stripV4Mapped(peer?.address);
+        // pendingRequests counts this one, and every answer until its last byte is sent.
+        if (srv.pendingRequests > limits.maxActive) {
+          busy(client ?? "?");
+          return new Response(busyText(limits.maxActive), { status: 503, headers: BUSY_HEADERS });
+        }
+        const last = perConnection.last(`${peer?.address}:${peer?.port}`);
         const res = await opts.app({ method: req.method, target, header: (n) => req.headers.get(n), remoteAddress: client, body: async (limit) => new Uint8Array(await req.arrayBuffer()).subarray(0, limit) });
         const entry: AccessEntry = { client: client ?? "?", method: req.method, path: res.path, status: res.status, bytes: bodyLength(res.body), mac: res.mac, note: res.note, what: res.what };
         if (res.body?.kind === "stream") {
@@ -137,7 +197,7 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
           return unavailable(err);
         }
         logAccess(opts, entry);
-        return new Response(body, { status: res.status, headers: res.headers });
+        return new Response(body, { status: res.status, headers: last ? { ...res.headers, connection: "close" } : res.headers });
       },
       error(err) {
         opts.log.warn(`request failed: ${err.message}`);
@@ -236,9 +296,27 @@ function cachedBytes(cache: ContentCache | undefined, data: FileData): Promise<U
 
 async function startNode(opts: HttpServerOptions): Promise<HttpServerHandle> {
   const http = await import("node:http");
-  const server: NodeServer = http.createServer((req, res) => void serveNode(opts, req, res));
-  server.keepAliveTimeout = 30_000;
-  server.requestTimeout = 0;
+  const limits = { ...HTTP_LIMITS, ...opts.limits };
+  const busy = busyNotice(opts, limits);
+  let active = 0;
+  // The header and request timeouts are checked every second (Node's default: every 30 s).
+  const server: NodeServer = http.createServer({ maxHeaderSize: HEADER_BYTES, connectionsCheckingInterval: 1000 }, (req, res) => {
+    if (active >= limits.maxActive) {
+      busy(stripV4Mapped(req.socket.remoteAddress) ?? "?");
+      res.writeHead(503, { ...BUSY_HEADERS, "content-length": Buffer.byteLength(busyText(limits.maxActive)) }).end(busyText(limits.maxActive));
+      return;
+    }
+    active++;
+    res.once("close", () => active--);
+    void serveNode(opts, req, res);
+  });
+  server.keepAliveTimeout = limits.keepAliveMs;
+  server.headersTimeout = limits.headerTimeoutMs;
+  // The whole request (headers and the small bodies we take), not the answer: a download may take hours.
+  server.requestTimeout = limits.headerTimeoutMs + 20_000;
+  server.maxRequestsPerSocket = limits.requestsPerConnection;
+  server.maxConnections = limits.maxConnections;
+  server.timeout = limits.idleSeconds * 1000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err) => reject(listenError(err, opts.host, opts.port)));
     server.listen(opts.port, opts.host, () => resolve());

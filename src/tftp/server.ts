@@ -10,7 +10,7 @@ import type { ContentCache } from "../files/cache.ts";
 import { checkRequestPath, tftpPathRules } from "../files/paths.ts";
 import type { FileData } from "../files/tree.ts";
 import { memoryData } from "../files/tree.ts";
-import type { Logger } from "../log.ts";
+import { ThrottledNotice, type Logger } from "../log.ts";
 import { openUdp } from "../net/udp.ts";
 import type { Mac } from "../wire/mac.ts";
 import { ErrorCode, MAX_BLKSIZE, Opcode } from "./constants.ts";
@@ -72,6 +72,7 @@ const MAX_NETASCII = 16 * 1024 * 1024;
 export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServerHandle> {
   const maxTransfers = opts.maxTransfers ?? 512;
   const maxPerClient = opts.maxPerClient ?? 16;
+  const busy = new ThrottledNotice((line) => opts.log.warn(line));
   /** Transfers past the caps' check, starting or running (released when they end or are refused). */
   let held = 0;
   const perClient = new Map<string, number>();
@@ -108,8 +109,8 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     }
     const info = opts.clientInfo?.(address);
     const kind = pkt.op === Opcode.WRQ ? "WRQ" : "RRQ";
-    const reject = async (code: number, message: string, reason: string) => {
-      opts.log.info(`${client} ${kind} ${pkt.filename}: ${reason}`);
+    const reject = async (code: number, message: string, reason: string, quiet = false) => {
+      if (!quiet) opts.log.info(`${client} ${kind} ${pkt.filename}: ${reason}`);
       opts.onTransfer?.({ client, file: pkt.filename, outcome: "rejected", reason, bytes: 0, blksize: 0, windowsize: 0, seconds: 0, retransmits: 0, mac: info?.mac, engine: "-" });
       await replyOnce(opts, address, port, errorPacket(code, message));
     };
@@ -117,9 +118,16 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     if (pkt.mode !== "octet" && pkt.mode !== "netascii") return reject(ErrorCode.IllegalOperation, `unsupported mode ${pkt.mode}`, `mode ${pkt.mode} refused`);
     // Caps, counted from the request on (a burst of RRQs all pass a check made only when transfers start):
     // all transfers, and one address's, so that one client (a loop, a fuzzer) cannot take every slot.
-    if (held >= maxTransfers) return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxTransfers} transfers already running`);
+    // Refusals past a cap are said once a second at most (a flood would drown the log).
+    if (held >= maxTransfers) {
+      busy.note(address, (n, from) => `refused ${n} request${n === 1 ? "" : "s"} from ${from.size} address${from.size === 1 ? "" : "es"} ("server busy"): ${maxTransfers} transfers already running`);
+      return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxTransfers} transfers already running`, true);
+    }
     const mine = perClient.get(address) ?? 0;
-    if (mine >= maxPerClient) return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxPerClient} transfers already running for ${address}`);
+    if (mine >= maxPerClient) {
+      busy.note(address, (n, from) => `refused ${n} request${n === 1 ? "" : "s"} from ${from.size <= 3 ? [...from].join(", ") : `${from.size} addresses`} ("server busy"): ${maxPerClient} transfers already running for one address`);
+      return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxPerClient} transfers already running for ${address}`, true);
+    }
     held++;
     perClient.set(address, mine + 1);
     let released = false;

@@ -40,6 +40,12 @@ for (const engine of ["worker", "event-loop"] as const) {
         // Retransmissions of the held transfers may come first: skip to the answer from the request port's reply.
         while (held.includes(reply.port)) reply = await stray.next();
         expect(decodeTftpPacket(reply.data)).toMatchObject({ op: Opcode.ERROR, code: ErrorCode.Undefined, message: "server busy, try again" });
+        // A second refusal within the second is counted, not logged.
+        stray.send(rrq("esxi/B.B00"), port, "127.0.0.1");
+        do reply = await stray.next();
+        while (held.includes(reply.port));
+        expect(decodeTftpPacket(reply.data)).toMatchObject({ op: Opcode.ERROR, message: "server busy, try again" });
+        expect(app.logs.filter((l) => /refused .*"server busy"/.test(l.msg)).map((l) => l.msg)).toEqual([`refused 1 request from 127.0.0.2 ("server busy"): 16 transfers already running for one address`]);
         // Another client is not affected.
         other.send(rrq("esxi/B.B00"), port, "127.0.0.1");
         const d = await other.next();
