@@ -1,12 +1,15 @@
 /**
  * HTTP: netboot serving a 256 MiB file from inside an ISO against nginx (sendfile on) serving the same file
  * extracted, on loopback, in the same run. Single stream (curl) and 16 connections (wrk) on the 1 MiB file.
- * Server on CPU 0, client on CPU 1 (as in shared/perf); the peers alternate run by run.
+ * Server on CPU 0, client on CPU 1 (as in shared/perf), and the single stream again with the client
+ * unpinned; the peers alternate run by run. Loopback MB/s on a shared machine swings with the neighbours,
+ * so each run also reads the server's CPU time (user + system of its whole process group, /proc/<pid>/stat)
+ * around the transfer: CPU seconds per GiB served, which does not.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Server, benchDir, bun, nginxConf, clientCpus, need, repo, report, runs, serverCpus, sh, table, testData, waitTcp, type Row } from "./lib.ts";
+import { Server, benchDir, bun, groupCpuSeconds, nginxConf, clientCpus, need, repo, report, runs, serverCpus, sh, table, testData, waitTcp, type Row } from "./lib.ts";
 
 export async function benchHttp(): Promise<void> {
   need(["nginx", "curl", "wrk", "xorriso", "taskset"]);
@@ -32,6 +35,10 @@ export async function benchHttp(): Promise<void> {
   const bigMd5 = createHash("md5").update(readFileSync(join(data.tree, "BIG.BIN"))).digest("hex");
 
   const single: Record<string, number[]> = { nginx: [], netboot: [] };
+  const singleFree: Record<string, number[]> = { nginx: [], netboot: [] };
+  const cpuSingle: Record<string, number[]> = { nginx: [], netboot: [] };
+  const cpuWrk: Record<string, number[]> = { nginx: [], netboot: [] };
+  const GiB = 1024 ** 3;
   const reqs: Record<string, number[]> = { nginx: [], netboot: [] };
   const mbs: Record<string, number[]> = { nginx: [], netboot: [] };
   for (const [name, t] of Object.entries(targets)) {
@@ -50,26 +57,45 @@ export async function benchHttp(): Promise<void> {
       const s = t.start();
       try {
         await waitTcp(t.host, t.port);
-        const c = sh("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", `${t.base}/BIG.BIN`], { cpus: clientCpus });
-        const [code, size, speed] = c.out.trim().split(" ");
-        if (code === "200" && Number(size) === data.big) single[name]!.push(Number(speed) / 1e6);
+        const pgid = s.proc.pid!;
+        const curl = (cpus: string | undefined) => {
+          const cpu0 = groupCpuSeconds(pgid);
+          const c = sh("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", `${t.base}/BIG.BIN`], { cpus });
+          const [code, size, speed] = c.out.trim().split(" ");
+          const ok = code === "200" && Number(size) === data.big;
+          return { ok, mbs: Number(speed) / 1e6, cpuPerGiB: ((groupCpuSeconds(pgid) - cpu0) * GiB) / data.big };
+        };
+        const pinned = curl(clientCpus);
+        if (pinned.ok) {
+          single[name]!.push(pinned.mbs);
+          cpuSingle[name]!.push(pinned.cpuPerGiB);
+        }
+        const free = curl(undefined);
+        if (free.ok) singleFree[name]!.push(free.mbs);
+        const cpu0 = groupCpuSeconds(pgid);
         const w = sh("wrk", [`-t2`, `-c${conns}`, `-d${wrkSeconds}s`, `${t.base}/SMALL.BIN`], { cpus: clientCpus });
+        const cpu = groupCpuSeconds(pgid) - cpu0;
         const rps = /Requests\/sec:\s+([\d.]+)/.exec(w.out)?.[1];
+        const total = Number(/(\d+) requests in/.exec(w.out)?.[1] ?? 0);
         const errs = /Non-2xx|Socket errors/.test(w.out);
         if (rps && !errs) {
           reqs[name]!.push(Number(rps));
           mbs[name]!.push((Number(rps) * data.small) / 1e6);
+          if (total) cpuWrk[name]!.push((cpu * GiB) / (total * data.small));
         }
-        console.error(`[http] run ${i + 1}/${runs} ${name}: curl ${single[name]!.at(-1)?.toFixed(0) ?? "fail"} MB/s, wrk ${rps ?? "fail"} req/s`);
+        console.error(`[http] run ${i + 1}/${runs} ${name}: curl ${pinned.mbs.toFixed(0)} MB/s pinned (${pinned.cpuPerGiB.toFixed(3)} CPU s/GiB), ${free.mbs.toFixed(0)} MB/s unpinned; wrk ${rps ?? "fail"} req/s (${cpuWrk[name]!.at(-1)?.toFixed(3) ?? "-"} CPU s/GiB)`);
       } finally {
         await s.stop();
       }
     }
   }
   const rows: Row[] = [
-    { test: "http-256MiB-curl (single stream)", unit: "MB/s", values: single },
+    { test: "http-256MiB-curl (single stream), client pinned", unit: "MB/s", values: single },
+    { test: "http-256MiB-curl (single stream), client unpinned", unit: "MB/s", values: singleFree },
+    { test: "http-256MiB-curl: server CPU per GiB", unit: "CPU s/GiB", values: cpuSingle, lowerIsBetter: true },
     { test: `http-wrk-c${conns}-1MiB`, unit: "req/s", values: reqs },
     { test: `http-wrk-c${conns}-1MiB`, unit: "MB/s", values: mbs },
+    { test: `http-wrk-c${conns}-1MiB: server CPU per GiB`, unit: "CPU s/GiB", values: cpuWrk, lowerIsBetter: true },
   ];
   report(
     "http",

@@ -1,6 +1,6 @@
 /** Benchmark helpers: test data, processes started and stopped by PID, CPU pinning, medians, tables. */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, statSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs";
 import { join } from "node:path";
 
 export const repo = join(import.meta.dir, "..", "..");
@@ -168,4 +168,25 @@ export function report(name: string, text: string): void {
   writeFileSync(file, text + "\n");
   console.log(text);
   console.log(`\n(saved to ${file})`);
+}
+
+/**
+ * CPU seconds (user + system) used so far by every process in a process group: the server and its threads
+ * (netboot) or its master and workers (nginx). Read from /proc/<pid>/stat, in clock ticks of 1/100 s.
+ */
+export function groupCpuSeconds(pgid: number): number {
+  let ticks = 0;
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, "utf8");
+    } catch {
+      continue; // ended meanwhile
+    }
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // After the name: state ppid pgrp … utime (14th field of the line, 12th here) stime (13th).
+    if (Number(f[2]) === pgid) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / 100;
 }
