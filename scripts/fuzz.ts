@@ -173,15 +173,21 @@ function exercise(target: string, bytes: Uint8Array): boolean {
 }
 
 /** `also`: one more check per accepted case (the test hands in one that throws, to prove findings are seen). */
-export function fuzz(target: string, count: number, seed = 1, also?: (bytes: Uint8Array) => void): FuzzResult {
+/** The mutated cases of one target, seeded: the same seed gives the same cases (the wire fuzzer sends them). */
+export function* cases(target: string, count: number, seed = 1): Generator<Uint8Array> {
   const rng = new Rng(seed ^ [...target].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7));
   const pool = seeds(target);
   if (!pool.length) throw new Error(`no seeds for ${target}`);
+  for (let i = 0; i < count; i++) yield mutate(rng, pool[rng.int(pool.length)]!, pool[rng.int(pool.length)]!, target);
+}
+
+export function fuzz(target: string, count: number, seed = 1, also?: (bytes: Uint8Array) => void): FuzzResult {
   const t0 = performance.now();
   let accepted = 0;
   const findings: Array<[number, string]> = [];
-  for (let i = 0; i < count; i++) {
-    const bytes = mutate(rng, pool[rng.int(pool.length)]!, pool[rng.int(pool.length)]!, target);
+  let i = -1;
+  for (const bytes of cases(target, count, seed)) {
+    i++;
     try {
       if (exercise(target, bytes)) {
         accepted++;

@@ -19,7 +19,10 @@ interface FileShape {
   selections: Record<string, { image: number; at: string }>;
 }
 
-export function openSelectionStore(dir: string): SelectionStore {
+/** Selections remembered at most (a flood of SELECTs from made-up MACs cannot grow the file past it). */
+export const MAX_SELECTIONS = 4096;
+
+export function openSelectionStore(dir: string, max = MAX_SELECTIONS): SelectionStore {
   ensureStateDir(dir);
   const path = join(dir, "bsdp.json");
   const map = new Map<Mac, { image: number; at: string }>();
@@ -45,7 +48,10 @@ export function openSelectionStore(dir: string): SelectionStore {
     get: (mac) => map.get(mac)?.image,
     set(mac, image) {
       if (map.get(mac)?.image === image) return;
+      // Most recent last: past the bound, the selection made longest ago is forgotten.
+      map.delete(mac);
       map.set(mac, { image, at: new Date().toISOString() });
+      while (map.size > max) map.delete(map.keys().next().value!);
       save();
     },
     delete(mac) {

@@ -9,11 +9,18 @@ import { readFileSync } from "node:fs";
 import { tryParseMac, type Mac } from "../wire/mac.ts";
 import { parseArpOutput, parseRouteDump } from "./darwin.ts";
 
+/** Addresses remembered at most (forged source addresses cannot grow the table past it). */
+const MAX_LEARNED = 8192;
+
 export class Neighbors {
   readonly #learned = new Map<string, Mac>();
 
   learn(address: string, mac: Mac): void {
-    if (address && address !== "0.0.0.0") this.#learned.set(address, mac);
+    if (!address || address === "0.0.0.0") return;
+    // Most recent last: past the bound, the address learned longest ago is forgotten (ARP still knows it).
+    this.#learned.delete(address);
+    this.#learned.set(address, mac);
+    if (this.#learned.size > MAX_LEARNED) this.#learned.delete(this.#learned.keys().next().value!);
   }
 
   lookup(address: string): Mac | undefined {
