@@ -77,8 +77,8 @@ export interface ServeConfig {
     port: number;
     /** Which HTTP server: Bun.serve or node:http (default: Bun.serve under Bun, unless a source is not local). */
     edge?: "bun" | "node" | undefined;
-    /** Caps (defaults: HTTP_LIMITS in http/server.ts); tests lower them to cross them. */
-    limits?: Partial<import("./http/server.ts").HttpLimits> | undefined;
+    /** Caps (http/server.ts HttpLimits, defaults HTTP_LIMITS); tests lower them to cross them. */
+    limits?: Partial<Record<"maxActive" | "requestsPerConnection" | "headerTimeoutMs" | "keepAliveMs" | "idleSeconds" | "maxConnections", number>> | undefined;
   };
   tftp: {
     enabled: boolean;
