@@ -20,7 +20,9 @@ export default defineCommand({
       "Network-boot ESXi installers from their ISOs, read in place: DHCP/proxyDHCP, BSDP, TFTP and HTTP, boot.cfg rewritten per client and route. " +
       "UEFI PXE gets iPXE (or, with --secure-boot or when iPXE never starts, VMware's signed loader by TFTP); UEFI HTTP boot the loader by URL; " +
       "BIOS boots the ISO itself as a CD through iPXE's sanboot (needs the image as an ISO with its El Torito boot record). " +
-      "With --config lab.yaml: hosts by MAC (the rest get no boot answer), kickstart templates, install-done callbacks, boot-once",
+      "With --config lab.yaml: hosts by MAC (the rest get no boot answer), kickstart templates, install-done callbacks, boot-once. " +
+      "Bounds: DHCP/BSDP answers 20 at once then 5/s per MAC, offers to unlisted MACs held 10 s (listed 60 s), ACKs sent after the lease is fsynced; " +
+      "TFTP 512 transfers, 16 per address (error \"server busy\"); HTTP 1024 answers at once (503 + Retry-After), 1000 requests per connection, headers 16 KiB within 10 s, 120 s idle",
   },
   args: serveArgs,
   async run({ args, rawArgs }) {
