@@ -3,7 +3,7 @@
  * npm run bench -- [http|tftp|dhcp|sources|bios|startup|hardening|all]
  * Side-by-side figures: netboot and the peer measured in the same run (see README, Benchmarks).
  * Env: RUNS (5), BENCH_DIR (/var/tmp/netboot-bench), SERVER_CPUS / CLIENT_CPUS (http), TFTP_CPUS (tftp),
- * WRK_SECONDS, WRK_CONNS, DHCP_RUNS, DHCP_SECONDS, DHCP_CLIENTS, DHCP_RATE_LOW, DHCP_RATE_HIGH, BIOS_RUNS, BIOS_MB, KILL_CYCLES, ABORTS, WIRE_FUZZ.
+ * WRK_SECONDS, WRK_CONNS, DHCP_RUNS, DHCP_SECONDS, DHCP_CLIENTS, DHCP_RATE_LOW, DHCP_RATE_HIGH, BIOS_RUNS, BIOS_MB, KILL_CYCLES, ABORTS, WIRE_FUZZ, ISO_FUZZ.
  */
 import { benchBios } from "./bench/bios.ts";
 import { benchDhcp } from "./bench/dhcp.ts";
