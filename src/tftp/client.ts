@@ -19,6 +19,8 @@ export interface TftpClientOptions {
   timeoutMs?: number;
   retries?: number;
   runtime?: "bun" | "node";
+  /** Local address to send from (a machine's own address when many are simulated from one host). */
+  bind?: string;
 }
 
 export class TftpClientError extends Error {
@@ -117,7 +119,7 @@ async function withSocket<T>(opts: TftpClientOptions, fn: (io: Io) => Promise<T>
   const queue: Array<{ data: Uint8Array; address: string; port: number }> = [];
   let wake: (() => void) | undefined;
   const sock: UdpSocket = await openUdp({
-    address: "0.0.0.0",
+    address: opts.bind ?? "0.0.0.0",
     port: 0,
     service: "TFTP client",
     runtime: opts.runtime,
