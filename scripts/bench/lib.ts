@@ -50,7 +50,7 @@ export function fillPseudoRandom(path: string, size: number, seed: number): void
 }
 
 /** An nginx config serving `root` on 127.0.0.1:`port` (sendfile on, no access log), its files in `dir`. */
-export function nginxConf(dir: string, root: string, port: number, workers: number | "auto" = "auto"): string {
+export function nginxConf(dir: string, root: string, port: number, workers: number | "auto" = "auto", host = "127.0.0.1"): string {
   mkdirSync(dir, { recursive: true });
   const conf = join(dir, "nginx.conf");
   writeFileSync(
@@ -66,7 +66,7 @@ http {
   keepalive_requests 100000;
   default_type application/octet-stream;
   client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  server { listen 127.0.0.1:${port}; root ${root}; }
+  server { listen ${host}:${port}; root ${root}; }
 }
 `,
   );

@@ -266,8 +266,9 @@ async function bunBody(body: HttpBody | undefined, cache: ContentCache | undefin
   const { data, start, end } = body;
   if (end === start) return new Uint8Array(0);
   if (data.bytes) return data.bytes.subarray(start, end);
-  const cached = cachedBytes(cache, data);
-  if (cached) return (await cached).subarray(start, end);
+  // One Blob per cached file, shared by every response (a Response of bytes would copy them each time).
+  const blob = !worthCaching(data) ? undefined : cache?.get(`blob:${data.etag}`, data.size, async () => new Blob([await data.read(0, data.size)]));
+  if (blob) return (await blob).slice(start, end);
   // A window on a local file: Bun sends it with sendfile(2), no copy through JS.
   if (data.local) return Bun.file(data.local.path).slice(data.local.offset + start, data.local.offset + end);
   const window = data.localWindow?.(start, end);
@@ -290,8 +291,21 @@ const bigBodies = {
 };
 
 function cachedBytes(cache: ContentCache | undefined, data: FileData): Promise<Uint8Array> | undefined {
-  if (data.bytes) return undefined;
+  if (!worthCaching(data)) return undefined;
   return cache?.get(data.etag, data.size, () => data.read(0, data.size));
+}
+
+/**
+ * Bytes of a local file above this go out by sendfile from the page cache, never through the hot-file
+ * cache: memory would hold a second copy for no gain (a boot storm of 200 clients on 400 MiB of 20 MiB
+ * modules: 1.09× the ideal time at 110 MB RSS through sendfile, 1.13× at 515 MB through the cache). Small
+ * files gain from memory (about 2× the requests/s of sendfile for 1 MiB), remote ones (URL, zip) always.
+ */
+const LOCAL_CACHE_MAX = 4 * 1024 * 1024;
+
+function worthCaching(data: FileData): boolean {
+  if (data.bytes) return false;
+  return !data.local || data.size <= LOCAL_CACHE_MAX;
 }
 
 async function startNode(opts: HttpServerOptions): Promise<HttpServerHandle> {
