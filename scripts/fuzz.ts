@@ -33,7 +33,8 @@ export interface FuzzResult {
   seconds: number;
 }
 
-class Rng {
+/** xorshift32: seeded, reproducible (the fuzzers share it). */
+export class Rng {
   #x: number;
   constructor(seed: number) {
     this.#x = seed >>> 0 || 0x9e3779b9;

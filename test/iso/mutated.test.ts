@@ -10,6 +10,7 @@
 import { expect, test } from "bun:test";
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { Rng } from "../../scripts/fuzz.ts";
 import { NetbootError } from "../../src/errors.ts";
 import { openFileSource } from "../../src/files/source.ts";
 import { IsoImage, type IsoSource } from "../../src/iso/image.ts";
@@ -36,24 +37,6 @@ function buildImage(): Uint8Array {
   const iso = join(dir, "x.iso");
   run("xorriso", ["-as", "mkisofs", "-quiet", "-R", "-J", "-V", "FUZZ", "-o", iso, src]);
   return new Uint8Array(readFileSync(iso));
-}
-
-class Rng {
-  #x: number;
-  constructor(seed: number) {
-    this.#x = seed >>> 0 || 1;
-  }
-  next(): number {
-    let x = this.#x;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.#x = x >>> 0;
-    return this.#x;
-  }
-  int(n: number): number {
-    return this.next() % Math.max(1, n);
-  }
 }
 
 /** Where the directory records and Rock Ridge CE entries of the pristine image are (byte offsets). */
