@@ -1,7 +1,12 @@
 /**
  * Zip archives holding an ISO or an extracted ESXi tree, read from any ByteSource (a file or a URL).
- * Our own central-directory reader (ZIP64 included) rather than unzipper: serving in place needs each
- * entry's data offset for range reads and sendfile, and unzipper hands out decompression streams only.
+ * Our own central-directory reader (ZIP64 included) rather than unzipper's. unzipper 0.12.5's
+ * `Open.custom({ size, stream })` does list the entries with their local-header offsets over any source
+ * (checked: the same 4,401 entries and offsets as ours for a zip of 4,000 files in 400 directories), and
+ * would replace about 60 lines here, but measured on that zip it takes 19–68 ms to list them where this
+ * reader takes 2.5–6 ms (start-up to serving is 78 ms for the same tree as an ISO), it adds 175 KB minified
+ * with bluebird and fs-extra, and its Open module requires @aws-sdk/client-s3, which the build would have
+ * to mark external. A slower start for less code is the trade the hardening issue ruled out, so it stays.
  *
  * Stored entries are windows on the archive, read in place. Deflated entries are unpacked once into the
  * cache directory (CRC-checked, written to a temporary name and renamed), and served from there.
