@@ -120,7 +120,9 @@ for (const [label, source] of [["ISO", () => makeEsxiIso()], ["directory with sy
         console.error(`[paths] ${label}, ${edge}: ${[...statuses].sort().map(([k, v]) => `${v}× ${k}`).join(", ")}`);
       }, 60_000);
 
-      test.if(edge === "bun")(`TFTP: the same ${paths.length} names as RRQs, 0 bytes from outside the image`, async () => {
+      // TFTP does not depend on the HTTP edge: asked once per source.
+      if (edge === "bun")
+      test(`TFTP: the same ${paths.length} names as RRQs, 0 bytes from outside the image`, async () => {
         const peer = await udpPeer("127.0.0.1");
         const leaks: string[] = [];
         let answered = 0;
