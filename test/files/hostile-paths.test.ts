@@ -121,8 +121,8 @@ for (const [label, source] of [["ISO", () => makeEsxiIso()], ["directory with sy
       }, 60_000);
 
       // TFTP does not depend on the HTTP edge: asked once per source.
-      if (edge === "bun")
-      test(`TFTP: the same ${paths.length} names as RRQs, 0 bytes from outside the image`, async () => {
+      if (edge === "bun") {
+        test(`TFTP: the same ${paths.length} names as RRQs, 0 bytes from outside the image`, async () => {
         const peer = await udpPeer("127.0.0.1");
         const leaks: string[] = [];
         let answered = 0;
@@ -145,6 +145,7 @@ for (const [label, source] of [["ISO", () => makeEsxiIso()], ["directory with sy
         expect(leaks).toEqual([]);
         expect(answered).toBeGreaterThan(paths.length);
       }, 120_000);
+      }
     });
   }
 }
