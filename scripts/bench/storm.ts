@@ -5,7 +5,7 @@
  * of an ESXi-shaped image of STORM_MB (400) MiB (scripts/bench/storm-client.ts). Figures: total time against
  * the ideal (all bytes ÷ nginx's single-stream MB/s over the same veth in the same run), failures, netboot's
  * peak RSS (VmHWM), p50/p99 time to the first byte of boot.cfg. STORM_ARGS adds serve options
- * ("--cache-mem 0").
+ * ("--cache-mem 0"); STORM_SOURCE=url serves the ISO by URL from an nginx origin instead of the file.
  */
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -82,7 +82,12 @@ export async function benchStorm(): Promise<void> {
     } finally {
       await ngx.stop();
     }
-    const argv = [bun, join(repo, "src/main.ts"), "serve", img.iso, "--name", "esxi", "--iface", "stm-s", "--dhcp", "server", "--force", "--pool", "198.18.1.0-198.18.255.254", "--http-port", "80", "--state-dir", join(work, "state"), "--user", "root", "--no-live", ...(process.env.STORM_ARGS ?? "").split(" ").filter(Boolean)];
+    // STORM_SOURCE=url: the same ISO read by netboot from an nginx origin inside the server namespace.
+    const byUrl = process.env.STORM_SOURCE === "url";
+    const origin = byUrl ? new Server("nginx", ["ip", "netns", "exec", S, "nginx", "-c", nginxConf(join(work, "origin"), benchDir, 8082, 1), "-g", "daemon off;"]) : undefined;
+    if (origin) await Bun.sleep(500);
+    const source = byUrl ? `http://127.0.0.1:8082/${img.iso.slice(benchDir.length + 1)}` : img.iso;
+    const argv = [bun, join(repo, "src/main.ts"), "serve", source, "--name", "esxi", "--iface", "stm-s", "--dhcp", "server", "--force", "--pool", "198.18.1.0-198.18.255.254", "--http-port", "80", "--state-dir", join(work, "state"), "--user", "root", "--no-live", ...(process.env.STORM_ARGS ?? "").split(" ").filter(Boolean)];
     const nb = new Server("netboot", ["ip", "netns", "exec", S, ...argv], { log: join(work, "netboot.log") });
     let hwm = 0;
     let results: Array<Record<string, unknown>>;
@@ -104,7 +109,7 @@ export async function benchStorm(): Promise<void> {
       const at = ok.map((x) => Number(x.bootcfgAtMs));
       const done = ok.map((x) => Number(x.doneMs) / 1000);
       lines.push(
-        `## Boot storm: ${CLIENTS} UEFI PXE clients at once, ${MB} MiB of modules each (${(bytes / 1e9).toFixed(1)} GB in all)${process.env.STORM_ARGS ? `, serve ${process.env.STORM_ARGS}` : ""}`,
+        `## Boot storm: ${CLIENTS} UEFI PXE clients at once, ${MB} MiB of modules each (${(bytes / 1e9).toFixed(1)} GB in all)${process.env.STORM_ARGS ? `, serve ${process.env.STORM_ARGS}` : ""}${process.env.STORM_SOURCE === "url" ? ", the ISO by URL from nginx" : ""}`,
         "",
         "| figure | value |",
         "|---|---|",
@@ -119,6 +124,7 @@ export async function benchStorm(): Promise<void> {
       );
     } finally {
       await nb.stop();
+      await origin?.stop();
     }
     void t0;
   } finally {

@@ -100,3 +100,34 @@ for (const edge of ["bun", "node"] as const) {
     }, 30_000);
   });
 }
+
+describe("a cached file of a URL source on the node edge", () => {
+  test("goes out in pieces as the socket drains: byte-exact, Content-Length kept; a client that hangs up ends it", async () => {
+    const { startFlaky } = await import("../helpers/flaky-http.ts");
+    const origin = await startFlaky(new Uint8Array(await Bun.file(iso).arrayBuffer()));
+    const app = await startTestApp({ source: origin.url, cacheMem: 256 << 20 });
+    try {
+      // The second request admits the file to the hot-file cache; the third is answered from it.
+      for (let i = 0; i < 3; i++) {
+        const r = await curl(["-i", app.url("/esxi/BIG.V00")]);
+        expect(r.status).toBe(200);
+        expect(r.headers["content-length"]).toBe(String(BIG));
+      }
+      const fetched = origin.log.length;
+      const slow = await curl(["--limit-rate", "20M", app.url("/esxi/BIG.V00")]);
+      expect(sha256(slow.body)).toBe(want);
+      expect(origin.log.length).toBe(fetched); // from memory: nothing asked of the origin
+      // Hang up a few MiB into it: the server is not stuck waiting for a drain that never comes.
+      const p = Bun.spawn(["curl", "-s", "--limit-rate", "4M", "-o", "/dev/null", app.url("/esxi/BIG.V00")]);
+      await Bun.sleep(700);
+      p.kill();
+      await p.exited;
+      const again = await curl([app.url("/esxi/BIG.V00")]);
+      expect(sha256(again.body)).toBe(want);
+      expect(app.logs.some((l) => /BIG\.V00.*aborted/.test(l.msg))).toBe(true);
+    } finally {
+      await app.close();
+      await origin.stop();
+    }
+  }, 60_000);
+});
