@@ -92,15 +92,18 @@ async function walk(i: number): Promise<Record<string, unknown>> {
   const mac = ["02", "5b", "00", (i >> 16) & 255, (i >> 8) & 255, i & 255].map((x) => (typeof x === "number" ? x.toString(16).padStart(2, "0") : x)).join(":") as Mac;
   const r: Record<string, unknown> = { mac };
   try {
+    r.phase = "dhcp";
     const xid = (0x5b000000 + i) >>> 0;
     const offer = await ask(mac, MessageType.Discover, xid, MessageType.Offer);
     const ip = formatIPv4(offer.yiaddr);
     await ask(mac, MessageType.Request, xid, MessageType.Ack, ip, offer.serverId !== undefined ? formatIPv4(offer.serverId) : undefined);
     r.dhcpMs = since();
     spawnSync("ip", ["addr", "add", `${ip}/32`, "dev", iface]);
+    r.phase = "tftp";
     const boot = await tftpRead(offer.file ?? "ipxe/snponly.efi", { server, blksize: 1468, windowsize: 4, bind: ip, timeoutMs: 1000, retries: 10 });
     r.tftpBytes = boot.bytes.length;
     r.tftpMs = since();
+    r.phase = "boot.cfg";
     const cfgStart = performance.now();
     const res = await fetch(`http://${server}/${name}/01-${mac.replaceAll(":", "-")}/boot.cfg`);
     r.bootcfgTtfbMs = Math.round(performance.now() - cfgStart);
@@ -114,6 +117,7 @@ async function walk(i: number): Promise<Record<string, unknown>> {
     const urls = files.map((f) => prefix + f);
     // The sizes the loader is promised: a HEAD per file would double the requests; curl checks Content-Length itself.
     const sizes = JSON.parse(arg("sizes")) as Record<string, number>;
+    r.phase = "modules";
     const got = await curlModules(ip, urls, files.map((f) => sizes[f.toLowerCase()] ?? -1));
     r.httpBytes = got.bytes;
     if (got.error) throw new Error(got.error);
@@ -121,7 +125,7 @@ async function walk(i: number): Promise<Record<string, unknown>> {
     r.ok = true;
   } catch (err) {
     r.ok = false;
-    r.error = (err as Error).message;
+    r.error = `${r.phase}: ${(err as Error).message}`;
     r.failedMs = since();
   }
   return r;
