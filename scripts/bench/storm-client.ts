@@ -7,7 +7,7 @@
  * required), then every kernel and module that boot.cfg lists, by curl on one keep-alive connection from
  * its own address, each checked against its Content-Length. Writes one JSON object per client to FILE.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { MessageType, Op, Opt } from "../../src/dhcp/constants.ts";
 import { decodeDhcpPacket, encodeDhcpPacket, optIp, optString, optU8 } from "../../src/dhcp/packet.ts";
@@ -98,7 +98,9 @@ async function walk(i: number): Promise<Record<string, unknown>> {
     const ip = formatIPv4(offer.yiaddr);
     await ask(mac, MessageType.Request, xid, MessageType.Ack, ip, offer.serverId !== undefined ? formatIPv4(offer.serverId) : undefined);
     r.dhcpMs = since();
-    spawnSync("ip", ["addr", "add", `${ip}/32`, "dev", iface]);
+    // Not spawnSync: 200 of those block this one event loop for seconds under load, the other clients'
+    // TFTP ACKs wait, and the server rightly gives their transfers up (one storm saw 18 such failures).
+    await new Promise<void>((resolve) => spawn("ip", ["addr", "add", `${ip}/32`, "dev", iface], { stdio: "ignore" }).on("close", () => resolve()));
     r.phase = "tftp";
     const boot = await tftpRead(offer.file ?? "ipxe/snponly.efi", { server, blksize: 1468, windowsize: 4, bind: ip, timeoutMs: 1000, retries: 10 });
     r.tftpBytes = boot.bytes.length;
