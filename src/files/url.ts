@@ -26,8 +26,8 @@ import { SourceError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ByteSource } from "./source.ts";
 import { BlockLru, Limiter } from "./url/blocks.ts";
-import { openDiskCache } from "./url/disk-cache.ts";
-import { getRange, probeUrl, retryable, type Probe } from "./url/probe.ts";
+import { openDiskCache, WriteBehind } from "./url/disk-cache.ts";
+import { fetchRangeRetrying, probeUrl, type Probe } from "./url/probe.ts";
 import { fetchTransport, undiciTransport } from "./url/transport.ts";
 
 export { parseContentRange } from "./url/probe.ts";
@@ -114,53 +114,14 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {})
   if (disk) o.log?.info(`${shown}: disk cache ${disk.path} (${disk.present}/${blocks} blocks there)`);
   let recent: number[] = [];
 
-  const fetchBlock = async (k: number): Promise<Uint8Array> => {
-    const start = k * blockSize;
-    const end = Math.min(size, start + blockSize); // exclusive
-    let lastErr: unknown;
-    for (let attempt = 0; attempt <= o.retries; attempt++) {
-      if (broken) throw broken;
-      if (attempt > 0) {
-        stats.retries++;
-        await sleep(Math.min(5000, o.backoffMs * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5));
-      }
-      try {
-        stats.requests++;
-        const bytes = await getRange(url, shown, transport, start, end, probe);
-        stats.bytesFetched += bytes.length;
-        return bytes;
-      } catch (err) {
-        if (err instanceof SourceError && (err.code === "E_SOURCE_CHANGED" || err.code === "E_URL_NO_RANGE")) {
-          broken = err;
-          o.log?.error(err.message);
-          throw err;
-        }
-        if (err instanceof SourceError && !retryable(err)) throw err;
-        lastErr = err;
-        o.log?.debug(`${shown}: block ${k} (bytes ${start}-${end - 1}) try ${attempt + 1} failed: ${(err as Error).message}`);
-      }
-    }
-    throw new SourceError("E_URL_READ", `${shown}: bytes ${start}-${end - 1} could not be read after ${o.retries + 1} tries: ${(lastErr as Error)?.message ?? lastErr}`);
-  };
+  const fetchBlock = (k: number): Promise<Uint8Array> =>
+    fetchRangeRetrying({ url, shown, transport, probe, retries: o.retries, backoffMs: o.backoffMs, log: o.log, stats }, k * blockSize, Math.min(size, (k + 1) * blockSize), {
+      broken: () => broken,
+      breakWith: (err) => (broken = err),
+    });
 
-  // Blocks go to the disk cache behind the client's back: a download is never slowed to the disk's write
-  // speed. At most WRITE_BEHIND bytes wait; beyond that a block is not cached this time (fetched again later).
-  const WRITE_BEHIND = 64 << 20;
-  let writing = Promise.resolve();
-  let waitingBytes = 0;
-  let skipped = 0;
-  const writeBehind = (k: number, b: Uint8Array) => {
-    if (!disk || disk.has(k)) return;
-    if (waitingBytes + b.length > WRITE_BEHIND) {
-      if (skipped++ === 0) o.log?.debug(`${shown}: disk cache busy, some blocks are not cached on this pass`);
-      return;
-    }
-    waitingBytes += b.length;
-    writing = writing
-      .then(() => disk.write(k, b))
-      .catch((err) => o.log?.warn(`disk cache: ${(err as Error).message}`))
-      .finally(() => (waitingBytes -= b.length));
-  };
+  const behind = disk ? new WriteBehind(disk, (m) => o.log?.warn(`disk cache: ${m}`), () => o.log?.debug(`${shown}: disk cache busy, some blocks are not cached on this pass`)) : undefined;
+  const writeBehind = (k: number, b: Uint8Array) => behind?.offer(k, b);
 
   /** One block, from memory, disk or the network; concurrent callers share one fetch. */
   const block = (k: number, demanded: boolean): Promise<Uint8Array> | undefined => {
@@ -206,7 +167,7 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {})
 
   // --- background fill of the disk cache: one block at a time, only after half a second without demand ---
   let lastDemand = 0;
-  const idle = () => limiter.active === 0 && performance.now() - lastDemand > 500 && waitingBytes <= WRITE_BEHIND / 2;
+  const idle = () => limiter.active === 0 && performance.now() - lastDemand > 500 && !behind!.busy;
   const fill = async () => {
     for (let round = 0; round < 3 && disk && disk.present < blocks; round++) {
       for (let k = 0; k < blocks; k++) {
@@ -224,7 +185,7 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {})
           () => {},
         );
       }
-      await writing;
+      await behind!.drain();
     }
     if (disk && disk.present === blocks && !closed) o.log?.info(`${shown}: complete in ${disk.path}; served from there from now on`);
   };
@@ -272,7 +233,7 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {})
       await Promise.allSettled([...inflight.values()]);
       await filling.catch(() => {});
       await closeAgent();
-      await writing;
+      await behind?.drain();
       await disk?.close();
     },
   };

@@ -77,3 +77,47 @@ function readExact(fd: number, path: string, offset: number, length: number): Pr
 function fsOpen(path: string, flags: string): Promise<number> {
   return new Promise((res, rej) => open(path, flags, (e, f) => (e ? rej(e) : res(f))));
 }
+
+/**
+ * Blocks go to the disk cache behind the client's back: a download is never slowed to the disk's write
+ * speed. At most `limit` bytes wait; beyond that a block is not cached this time (it is fetched again later).
+ */
+export class WriteBehind {
+  readonly #disk: DiskCache;
+  readonly #warn: (message: string) => void;
+  readonly #skippedOnce: () => void;
+  readonly #limit: number;
+  #writing: Promise<void> = Promise.resolve();
+  #waiting = 0;
+  #skipped = 0;
+
+  constructor(disk: DiskCache, warn: (message: string) => void, skippedOnce: () => void, limit = 64 << 20) {
+    this.#disk = disk;
+    this.#warn = warn;
+    this.#skippedOnce = skippedOnce;
+    this.#limit = limit;
+  }
+
+  offer(k: number, bytes: Uint8Array): void {
+    if (this.#disk.has(k)) return;
+    if (this.#waiting + bytes.length > this.#limit) {
+      if (this.#skipped++ === 0) this.#skippedOnce();
+      return;
+    }
+    this.#waiting += bytes.length;
+    this.#writing = this.#writing
+      .then(() => this.#disk.write(k, bytes))
+      .catch((err) => this.#warn((err as Error).message))
+      .finally(() => (this.#waiting -= bytes.length));
+  }
+
+  /** More than half the limit waits: the background fill holds off. */
+  get busy(): boolean {
+    return this.#waiting > this.#limit / 2;
+  }
+
+  /** Every write offered so far is done. */
+  drain(): Promise<void> {
+    return this.#writing;
+  }
+}

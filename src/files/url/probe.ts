@@ -5,6 +5,7 @@
  * breaks the source for good: never bytes of two versions.
  */
 import { SourceError } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
 import { describeNetError, type RangeResponse, type Transport } from "./transport.ts";
 
 export interface Probe {
@@ -45,7 +46,7 @@ export async function probeUrl(url: string, shown: string, transport: Transport,
 }
 
 /** Bytes [start, end) of the file, checked against what the probe saw. */
-export async function getRange(url: string, shown: string, transport: Transport, start: number, end: number, probe: Probe): Promise<Uint8Array> {
+async function getRange(url: string, shown: string, transport: Transport, start: number, end: number, probe: Probe): Promise<Uint8Array> {
   const headers: Record<string, string> = { range: `bytes=${start}-${end - 1}`, "user-agent": "netboot" };
   if (probe.etag) headers["if-match"] = probe.etag;
   let res: RangeResponse;
@@ -94,7 +95,7 @@ function changed(shown: string, probe: Probe, how: string): SourceError {
   return new SourceError("E_SOURCE_CHANGED", `${shown} changed while being served (${how}); restart netboot to serve the new file`);
 }
 
-export function retryable(err: SourceError): boolean {
+function retryable(err: SourceError): boolean {
   return err.code === "E_URL_NET" || err.code === "E_URL_RETRY";
 }
 
@@ -107,4 +108,49 @@ export function parseContentRange(v: string | undefined): { start: number; end: 
   const m = v && /^bytes (\d+)-(\d+)\/(\d+|\*)$/i.exec(v.trim());
   if (!m) return undefined;
   return { start: Number(m[1]), end: Number(m[2]), total: m[3] === "*" ? undefined : Number(m[3]) };
+}
+
+export interface RangeRequest {
+  url: string;
+  /** The URL as logs may show it (redacted). */
+  shown: string;
+  transport: Transport;
+  probe: Probe;
+  retries: number;
+  backoffMs: number;
+  log: Logger | undefined;
+  stats: { requests: number; retries: number; bytesFetched: number };
+}
+
+/**
+ * Bytes [start, end), tried again with exponential backoff (jittered, capped at 5 s) for dropped
+ * connections, short bodies, 5xx and 429. A changed file or a server that stopped honouring Range breaks
+ * the source (`breakWith`): no later read is tried.
+ */
+export async function fetchRangeRetrying(r: RangeRequest, start: number, end: number, state: { broken(): SourceError | undefined; breakWith(err: SourceError): void }): Promise<Uint8Array> {
+  let lastErr: unknown;
+  for (let attempt = 0; attempt <= r.retries; attempt++) {
+    const broken = state.broken();
+    if (broken) throw broken;
+    if (attempt > 0) {
+      r.stats.retries++;
+      await new Promise((res) => setTimeout(res, Math.min(5000, r.backoffMs * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5)));
+    }
+    try {
+      r.stats.requests++;
+      const bytes = await getRange(r.url, r.shown, r.transport, start, end, r.probe);
+      r.stats.bytesFetched += bytes.length;
+      return bytes;
+    } catch (err) {
+      if (err instanceof SourceError && (err.code === "E_SOURCE_CHANGED" || err.code === "E_URL_NO_RANGE")) {
+        state.breakWith(err);
+        r.log?.error(err.message);
+        throw err;
+      }
+      if (err instanceof SourceError && !retryable(err)) throw err;
+      lastErr = err;
+      r.log?.debug(`${r.shown}: bytes ${start}-${end - 1} try ${attempt + 1} failed: ${(err as Error).message}`);
+    }
+  }
+  throw new SourceError("E_URL_READ", `${r.shown}: bytes ${start}-${end - 1} could not be read after ${r.retries + 1} tries: ${(lastErr as Error)?.message ?? lastErr}`);
 }
