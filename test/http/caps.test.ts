@@ -101,6 +101,71 @@ for (const edge of ["bun", "node"] as const) {
   });
 }
 
+/** A connection that sends one request, reads its answer and then stays idle; resolves with how long until the server closed it. */
+async function idleAfterOne(port: number, maxMs: number): Promise<number | undefined> {
+  let closedAt: number | undefined;
+  let answered = false;
+  const sock = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(_s, d) {
+        if (new TextDecoder().decode(d).includes("HTTP/1.1 200")) answered = true;
+      },
+      close() {
+        closedAt ??= Date.now();
+      },
+    },
+  });
+  sock.write("GET /esxi/EXACT.V00 HTTP/1.1\r\nHost: x\r\n\r\n");
+  const t0 = Date.now();
+  while (!closedAt && Date.now() - t0 < maxMs) await Bun.sleep(100);
+  sock.end();
+  expect(answered).toBe(true);
+  return closedAt === undefined ? undefined : closedAt - t0;
+}
+
+describe("idle connections and the connection cap", () => {
+  test("bun edge: an idle keep-alive connection is closed after the idle timeout (2 s here)", async () => {
+    const app = await startTestApp({ source: iso, http: { port: 0, limits: { idleSeconds: 2 } } }, { httpRuntime: "bun" });
+    try {
+      const ms = await idleAfterOne(Number(new URL(app.url("/")).port), 10_000);
+      expect(ms).toBeDefined();
+      expect(ms!).toBeGreaterThan(1500);
+      expect(ms!).toBeLessThan(6000);
+    } finally {
+      await app.close();
+    }
+  }, 20_000);
+
+  test("node edge: an idle keep-alive connection is closed after the keep-alive time (1 s here)", async () => {
+    const app = await startTestApp({ source: iso, http: { port: 0, limits: { keepAliveMs: 1000 } } }, { httpRuntime: "node" });
+    try {
+      const ms = await idleAfterOne(Number(new URL(app.url("/")).port), 10_000);
+      expect(ms).toBeDefined();
+      expect(ms!).toBeGreaterThan(700);
+      expect(ms!).toBeLessThan(3000);
+    } finally {
+      await app.close();
+    }
+  }, 20_000);
+
+  test("node edge: past 2 connections a third is closed at accept; the two go on", async () => {
+    const app = await startTestApp({ source: iso, http: { port: 0, limits: { maxConnections: 2 } } }, { httpRuntime: "node" });
+    try {
+      const slow = [0, 1].map(() => curl(["--limit-rate", "8M", app.url("/esxi/BIG.V00")]));
+      await Bun.sleep(500);
+      const third = await curl(["-sS", app.url("/esxi/B.B00")]);
+      expect(third.status).not.toBe(200);
+      expect(third.stderr).toMatch(/Empty reply|reset|closed/i);
+      for (const r of await Promise.all(slow)) expect(sha256(r.body)).toBe(want);
+      expect((await curl([app.url("/esxi/B.B00")])).status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  }, 30_000);
+});
+
 describe("a cached file of a URL source on the node edge", () => {
   test("goes out in pieces as the socket drains: byte-exact, Content-Length kept; a client that hangs up ends it", async () => {
     const { startFlaky } = await import("../helpers/flaky-http.ts");
