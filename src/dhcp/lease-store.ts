@@ -4,7 +4,7 @@
  * before the reply goes out; an ACK waits for its fsync). Start-up loads the snapshot, replays the journal, and compacts both into a
  * new snapshot; the journal is compacted again when it grows.
  */
-import { closeSync, existsSync, fsync, fsyncSync, openSync, readFileSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
+import { closeSync, existsSync, fsync, openSync, readFileSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
 import { join } from "node:path";
 import { SourceError } from "../errors.ts";
 import { ensureStateDir, writeFileAtomic } from "../state/atomic.ts";
@@ -30,7 +30,7 @@ export interface LeaseStore {
 
 export const COMPACT_AFTER = 20_000;
 
-export function openLeaseStore(dir: string, opts: { fsync?: boolean; warn?: (message: string) => void } = {}): LeaseStore {
+export function openLeaseStore(dir: string, opts: { warn?: (message: string) => void } = {}): LeaseStore {
   ensureStateDir(dir);
   const snapshot = join(dir, "leases.json");
   const journal = join(dir, "leases.journal");
@@ -44,10 +44,12 @@ export function openLeaseStore(dir: string, opts: { fsync?: boolean; warn?: (mes
       throw new SourceError("E_STATE_CORRUPT", `${snapshot} is not a lease file (${(err as Error).message}); move it away to start empty`);
     }
   }
+  let replayed = 0;
   if (existsSync(journal)) {
     let torn = 0;
     for (const line of readFileSync(journal, "utf8").split("\n")) {
       if (!line.trim()) continue;
+      replayed++;
       try {
         const l = JSON.parse(line) as Lease;
         if (valid(l)) byKey.set(key(l), l);
@@ -59,9 +61,11 @@ export function openLeaseStore(dir: string, opts: { fsync?: boolean; warn?: (mes
     if (torn) opts.warn?.(`${journal}: ${torn} line${torn === 1 ? "" : "s"} cut short (a crash while writing?) skipped; the leases before ${torn === 1 ? "it" : "them"} are kept`);
   }
   const loaded = [...byKey.values()];
+  // On disk before the journal it replaces is emptied (at start and at each compaction: rare, so synced).
   const writeSnapshot = (all: readonly Lease[]) =>
-    writeFileAtomic(snapshot, JSON.stringify({ version: 1, written: new Date().toISOString(), leases: all }, null, 1), opts);
-  writeSnapshot(loaded);
+    writeFileAtomic(snapshot, JSON.stringify({ version: 1, written: new Date().toISOString(), leases: all }, null, 1), { fsync: true });
+  // After a clean stop the snapshot already holds everything (compacted then): nothing to write or sync.
+  if (replayed > 0 || !existsSync(snapshot)) writeSnapshot(loaded);
   // O_APPEND: every record lands at the end, also after the journal was truncated by compact().
   writeFileSync(journal, "");
   const fd = openSync(journal, "a");
@@ -94,14 +98,12 @@ export function openLeaseStore(dir: string, opts: { fsync?: boolean; warn?: (mes
     loaded,
     record(lease) {
       writeSync(fd, JSON.stringify(lease) + "\n");
-      if (opts.fsync) fsyncSync(fd);
       lines++;
       written++;
     },
     sync,
     compact(all) {
-      // The snapshot is on disk before the journal it replaces is emptied.
-      writeFileAtomic(snapshot, JSON.stringify({ version: 1, written: new Date().toISOString(), leases: all }, null, 1), { fsync: true });
+      writeSnapshot(all);
       ftruncateSync(fd, 0);
       lines = 0;
       synced = written;
