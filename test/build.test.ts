@@ -116,6 +116,8 @@ describe("build", () => {
   test("Node 20 bundle: serves HTTP and TFTP (event-loop engine)", async () => {
     const log = await serveAndFetch(["node", join(repo, "dist/node/main.js")]);
     expect(log).toMatch(/TFTP on 127\.0\.0\.1:\d+ \(event-loop\)/);
+    // node:http sent Content-Length (headers given to writeHead), and the access log says so: no framing note.
+    expect(log).toMatch(/"GET \/esxi\/B\.B00" 200 65536\n/);
     expect(log).toContain("iPXE: undionly.kpxe, snponly.efi, ipxe.efi from embedded");
   }, 60_000);
 

@@ -1,8 +1,8 @@
 /**
  * HTTP edge: serves the runtime-neutral app (handler.ts) with Bun.serve under Bun (file ranges go out by
- * sendfile) or node:http under Node (file ranges streamed in 1 MiB reads). One access log line per request.
+ * sendfile) or node:http under Node (file ranges in 1 MiB reads into two reused buffers). One access log line per request.
  */
-import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
 import type { Server as NodeServer, IncomingMessage, ServerResponse } from "node:http";
 import { ServiceError } from "../errors.ts";
 import type { ContentCache } from "../files/cache.ts";
@@ -403,7 +403,9 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
   // What went on the wire: bytes written, and the framing when it is not Content-Length.
   let sent = 0;
   res.on("close", () => {
-    const framing = res.hasHeader("content-length") ? undefined : res.chunkedEncoding ? "chunked" : "close-delimited";
+    // Node's writeHead(status, headers) sends the headers without keeping them (hasHeader is false there).
+    const length = "content-length" in response.headers || res.hasHeader("content-length");
+    const framing = length ? undefined : res.chunkedEncoding ? "chunked" : "close-delimited";
     const notes = [entry.note, res.writableFinished ? undefined : "aborted", framing && `framing: ${framing}`].filter(Boolean);
     logAccess(opts, { ...entry, bytes: sent, note: notes.length ? notes.join(", ") : undefined, framing });
   });
@@ -430,10 +432,11 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
   if (body.kind !== "file") return;
   const { data, start, end } = body;
   if (data.local) {
-    const stream = createReadStream(data.local.path, { start: data.local.offset + start, end: data.local.offset + end - 1, highWaterMark: STREAM_CHUNK });
-    stream.on("data", (c) => (sent += c.length));
-    stream.on("error", () => res.destroy());
-    stream.pipe(res);
+    const path = data.local.path;
+    await sendFileWindow(res, path, data.local.offset + start, data.local.offset + end, (n) => (sent += n)).catch((err) => {
+      opts.log.warn(`${response.path}: ${path}: read failed mid-transfer: ${(err as Error).message}`);
+      res.destroy();
+    });
     return;
   }
   try {
@@ -454,6 +457,41 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
   } catch (err) {
     opts.log.warn(`${response.path}: read failed mid-transfer: ${(err as Error).message}`);
     res.destroy();
+  }
+}
+
+/**
+ * A window of a local file through node:http (Node, or any URL/zip image under Bun) in 1 MiB pieces read
+ * into two buffers used in turn: the next piece is read while the socket drains the last, and a buffer is
+ * read into again only after its write has reached the socket (the write callback), so nothing is
+ * allocated per piece. createReadStream's fresh buffer per read cost page faults and about half the
+ * throughput (949 against 1724–2638 MB/s for an image completed in --cache-dir, served by the same process).
+ */
+async function sendFileWindow(res: ServerResponse, path: string, from: number, to: number, onSent: (n: number) => void): Promise<void> {
+  const fh = await open(path, "r");
+  try {
+    const buffers = [new Uint8Array(STREAM_CHUNK), new Uint8Array(STREAM_CHUNK)];
+    const written: Array<Promise<void>> = [Promise.resolve(), Promise.resolve()];
+    let accepted: Promise<void> = Promise.resolve(); // the socket wants more (no back-pressure)
+    // A write to a response the client closed may never call back.
+    let gone = res.destroyed;
+    const closed = new Promise<void>((resolve) => res.once("close", () => ((gone = true), resolve())));
+    for (let pos = from, i = 0; pos < to && !gone; pos += STREAM_CHUNK, i ^= 1) {
+      await Promise.race([written[i], closed]);
+      const want = Math.min(STREAM_CHUNK, to - pos);
+      const { bytesRead } = await fh.read(buffers[i]!, 0, want, pos);
+      if (bytesRead !== want) throw new Error(`short read at ${pos} (${bytesRead} of ${want} bytes)`);
+      await accepted;
+      if (gone || res.destroyed) break;
+      onSent(want);
+      let ok = true;
+      written[i] = new Promise<void>((resolve) => (ok = res.write(buffers[i]!.subarray(0, want), () => resolve())));
+      accepted = ok ? Promise.resolve() : drained(res);
+    }
+    await accepted;
+    if (!gone && !res.destroyed) res.end();
+  } finally {
+    await fh.close();
   }
 }
 
