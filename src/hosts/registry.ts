@@ -18,6 +18,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HostSnapshot } from "../boot/policy.ts";
+import { SourceError } from "../errors.ts";
 import type { EventBus, NetbootEvent } from "../events.ts";
 import type { Logger } from "../log.ts";
 import { ensureStateDir, writeFileAtomic } from "../state/atomic.ts";
@@ -387,8 +388,9 @@ export class HostRegistry {
     try {
       data = JSON.parse(readFileSync(this.path, "utf8")) as Partial<Persisted>;
     } catch (err) {
-      this.#log.warn(`${this.path} is unreadable (${(err as Error).message}); starting with every host armed`);
-      return;
+      // Starting without it would arm every host again: a boot-once host already installed would be
+      // reinstalled at its next network boot. Written atomically, so only a hand edit or a bad disk gets here.
+      throw new SourceError("E_STATE_CORRUPT", `${this.path} is not a host state file (${(err as Error).message}); move it away to start with every host armed`);
     }
     for (const [m, v] of Object.entries(data.hosts ?? {})) {
       const mac = tryParseMac(m);

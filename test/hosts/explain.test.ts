@@ -374,6 +374,17 @@ describe("HintWatcher", () => {
 });
 
 describe("after a restart", () => {
+  test("a hosts.json that is not one stops the start (arming every host would reinstall the done ones)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "explain-corrupt-"));
+    try {
+      const book = bookFromFlags({ allow: [MAC as never], allowAny: false, ks: undefined, image: "esxi" });
+      writeFileSync(join(dir, "hosts.json"), '{"version":1,"hosts":{"' + MAC + '":{"phase":"do');
+      expect(() => new HostRegistry(book, dir, new EventBus(), memoryLogger())).toThrow(/hosts\.json is not a host state file .*; move it away to start with every host armed/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a phase restored from the state file gets no stall hint until the host is heard from again", () => {
     const dir = mkdtempSync(join(tmpdir(), "explain-restart-"));
     try {
