@@ -465,12 +465,14 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
  * into two buffers used in turn: the next piece is read while the socket drains the last, and a buffer is
  * read into again only after its write has reached the socket (the write callback), so nothing is
  * allocated per piece. createReadStream's fresh buffer per read cost page faults and about half the
- * throughput (949 against 1724–2638 MB/s for an image completed in --cache-dir, served by the same process).
+ * throughput (949 against 2204 MB/s for an image completed in --cache-dir, served by the same process).
  */
 async function sendFileWindow(res: ServerResponse, path: string, from: number, to: number, onSent: (n: number) => void): Promise<void> {
   const fh = await open(path, "r");
   try {
-    const buffers = [new Uint8Array(STREAM_CHUNK), new Uint8Array(STREAM_CHUNK)];
+    // A small file needs one buffer of its own size; a large one two of 1 MiB.
+    const piece = Math.min(STREAM_CHUNK, to - from);
+    const buffers = [new Uint8Array(piece), new Uint8Array(to - from > piece ? piece : 0)];
     const written: Array<Promise<void>> = [Promise.resolve(), Promise.resolve()];
     let accepted: Promise<void> = Promise.resolve(); // the socket wants more (no back-pressure)
     // A write to a response the client closed may never call back.
