@@ -73,6 +73,52 @@ http {
   return conf;
 }
 
+/**
+ * An nginx reverse proxy on 127.0.0.1:`port` in front of `upstream` (keep-alive to it, buffered, nothing
+ * spilled to disk), the peer of a URL source. With `cacheDir`: slice 1m + proxy_cache, the peer of
+ * --cache-dir (each 1 MiB range fetched once, stored, served from the cache from then on).
+ */
+export function nginxProxyConf(dir: string, upstream: string, port: number, cacheDir?: string): string {
+  mkdirSync(dir, { recursive: true });
+  const conf = join(dir, "nginx.conf");
+  const cache = cacheDir
+    ? `slice 1m; proxy_cache c; proxy_cache_key $uri$slice_range; proxy_set_header Range $slice_range; proxy_cache_valid 200 206 1h;`
+    : "proxy_max_temp_file_size 0;";
+  writeFileSync(
+    conf,
+    `${process.getuid?.() === 0 ? "user root;" : ""}
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on; tcp_nodelay on;
+  keepalive_requests 100000;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  upstream origin { server ${upstream}; keepalive 8; }
+  ${cacheDir ? `proxy_cache_path ${cacheDir} levels=1:2 keys_zone=c:10m max_size=4g inactive=1h use_temp_path=off;` : ""}
+  server {
+    listen 127.0.0.1:${port};
+    location / { ${cache} proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+`,
+  );
+  return conf;
+}
+
+/**
+ * What this machine charges for memory touched the first time, in CPU s/GB: a fresh process fills 256 MiB
+ * of new memory once. On a VM whose memory the host backs lazily (and takes back when freed) this is
+ * several times a memcpy, and every cold path that fills new pages (fetched bodies, a new file's page
+ * cache) pays it, while sendfile from a cached file does not.
+ */
+export function firstTouchSecondsPerGB(cpus = serverCpus): number {
+  const r = sh(bun, ["-e", "const c0 = process.cpuUsage(); new Uint8Array(256 << 20).fill(1); const c = process.cpuUsage(c0); console.log((c.user + c.system) / 1e6 / ((256 << 20) / 1e9));"], { cpus });
+  return r.code === 0 ? Number(r.out.trim()) : NaN;
+}
+
 /** Test data: tree/BIG.BIN (256 MiB), tree/SMALL.BIN (1 MiB), test.iso (plain ISO 9660 like ESXi's). */
 export function testData(): { tree: string; iso: string; big: number; small: number } {
   const tree = join(benchDir, "tree");
