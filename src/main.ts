@@ -9,5 +9,12 @@ if (process.argv.length === 3 && (first === "--version" || first === "-v")) {
   const { versionText } = await import("./cli/version.ts");
   process.stdout.write(`${await versionText()}\n`);
 } else {
+  // An unknown command or option is one line and exit 2 before anything starts (citty would ignore the option).
+  const { usageProblem } = await import("./cli/args.ts");
+  const problem = await usageProblem(root, process.argv.slice(2));
+  if (problem) {
+    process.stderr.write(`${problem}\n`);
+    process.exit(2);
+  }
   await runMain(root);
 }

@@ -1,5 +1,5 @@
 /** Argument definitions shared by the commands, and the pure translation from parsed args to config. */
-import type { ArgsDef } from "citty";
+import type { ArgsDef, CommandDef } from "citty";
 import type { DhcpMode, PoolSpec, ReservationSpec, ServeConfig } from "../config.ts";
 import type { LabFile } from "../hosts/lab.ts";
 import { makeConfig, validateServeConfig } from "../config.ts";
@@ -63,7 +63,7 @@ export const serveOptionNames: ReadonlySet<string> = new Set(Object.keys(serveAr
 
 export function parseIntArg(v: string | undefined, flag: string, fallback: number): number {
   if (v === undefined || v === "") return fallback;
-  if (!/^\d+$/.test(v)) throw new ConfigError("E_ARG", `${flag}: ${JSON.stringify(v)} is not a number`);
+  if (!/^\d+$/.test(v)) throw new ConfigError("E_ARG", `${flag}: ${JSON.stringify(v)} is not a whole number of 0 or more`);
   return Number(v);
 }
 
@@ -183,4 +183,88 @@ function list(v: string | undefined): string[] {
     .split(",")
     .map((x) => x.trim())
     .filter((x) => x !== "");
+}
+
+/**
+ * What citty lets through and a netboot user must hear about before anything starts: a command that does
+ * not exist, and an option the command does not define (citty ignores those, so `--dchp off` would start
+ * a DHCP server on the link). One line, or undefined when the command line is fine; --help and --version
+ * are left to citty.
+ */
+export async function usageProblem(cmd: CommandDef<ArgsDef>, rawArgs: readonly string[], path = "netboot"): Promise<string | undefined> {
+  if (rawArgs.some((a) => a === "--help" || a === "-h")) return undefined;
+  const subs = (await resolve(cmd.subCommands)) as Record<string, Resolvable<CommandDef<ArgsDef>>> | undefined;
+  const def = ((await resolve(cmd.args)) ?? {}) as ArgsDef;
+  if (subs && Object.keys(subs).length > 0) {
+    const at = rawArgs.findIndex((a) => !a.startsWith("-"));
+    if (at < 0) return undefined; // no command: citty shows the usage
+    const name = rawArgs[at]!;
+    const sub = subs[name];
+    if (!sub) return `${path}: unknown command ${JSON.stringify(name)} (commands: ${Object.keys(subs).join(", ")}; ${path} --help)`;
+    const flag = unknownOption(def, rawArgs.slice(0, at), path);
+    return flag ?? usageProblem((await resolve(sub))!, rawArgs.slice(at + 1), `${path} ${name}`);
+  }
+  return unknownOption(def, rawArgs, path);
+}
+
+type Resolvable<T> = T | Promise<T> | (() => T | Promise<T>);
+
+async function resolve<T>(v: Resolvable<T> | undefined): Promise<T | undefined> {
+  return typeof v === "function" ? (v as () => T | Promise<T>)() : v;
+}
+
+function unknownOption(def: ArgsDef, rawArgs: readonly string[], path: string): string | undefined {
+  const kinds = new Map<string, "boolean" | "string">([["help", "boolean"], ["h", "boolean"]]);
+  const longNames: string[] = [];
+  for (const [name, d] of Object.entries(def)) {
+    if (d.type === "positional") continue;
+    const kind = d.type === "boolean" ? "boolean" : "string";
+    longNames.push(name);
+    const alias = "alias" in d ? d.alias : undefined;
+    for (const n of [name, name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), ...(Array.isArray(alias) ? alias : alias ? [alias] : [])]) kinds.set(n, kind);
+  }
+  for (let i = 0; i < rawArgs.length; i++) {
+    const a = rawArgs[i]!;
+    if (a === "--") break;
+    if (!a.startsWith("-") || a === "-" || /^-\d/.test(a)) continue; // a value, or a negative number
+    if (a.startsWith("--")) {
+      const body = a.slice(2);
+      const eq = body.indexOf("=");
+      const name = eq < 0 ? body : body.slice(0, eq);
+      const kind = kinds.get(name) ?? (name.startsWith("no-") && kinds.get(name.slice(3)) === "boolean" ? "boolean" : undefined);
+      if (!kind) {
+        const negated = name.startsWith("no-");
+        const near = closest(negated ? name.slice(3) : name, longNames);
+        return `${path}: unknown option --${name}${near ? ` (did you mean --${negated ? "no-" : ""}${near}?)` : ""}; ${path} --help lists them`;
+      }
+      // A string option's value is the next word, unless it was given as --name=value.
+      if (kind === "string" && eq < 0 && rawArgs[i + 1] !== undefined && !rawArgs[i + 1]!.startsWith("-")) i++;
+      continue;
+    }
+    for (const c of a.slice(1)) {
+      if (!kinds.has(c)) return `${path}: unknown option -${c}; ${path} --help lists them`;
+    }
+  }
+  return undefined;
+}
+
+/** The known name nearest to a mistyped one (at most 2 edits, or a prefix of it), if any. */
+function closest(name: string, names: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const n of names) {
+    const d = n.startsWith(name) ? 1 : editDistance(name, n);
+    if (d < bestDistance) [best, bestDistance] = [n, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }

@@ -112,8 +112,15 @@ export function handOver(dirs: Array<string | undefined>, who: Identity): void {
   };
   for (const d of dirs) {
     if (!d) continue;
-    if (!existsSync(d)) mkdirSync(d, { recursive: true, mode: 0o750 });
-    walk(d, 0);
+    try {
+      if (!existsSync(d)) mkdirSync(d, { recursive: true, mode: 0o750 });
+      walk(d, 0);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const what = e.code === "ENOENT" || e.code === "EEXIST" || e.code === "ENOTDIR" ? "cannot be created" : `cannot be handed to ${describeIdentity(who)}`;
+      const reason = e.message.replace(/^[A-Z]+: /, "").split(",")[0];
+      throw new ConfigError("E_STATE_DIR", `${d} ${what} (${reason}${e.path && e.path !== d ? `: ${e.path}` : ""}): choose another --state-dir/--cache-dir`);
+    }
   }
 }
 

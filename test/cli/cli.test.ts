@@ -121,6 +121,37 @@ describe("errors: one clear line and a non-zero exit", () => {
     }
   });
 
+  test("an unknown command or option: one line, exit 2, nothing started", async () => {
+    // citty ignores options it does not know: `--dchp off` would have started a DHCP server on the link.
+    const cases: Array<[string[], string]> = [
+      [["bogus"], 'netboot: unknown command "bogus" (commands: serve, demo, ls, cat, bootcfg, check, hosts, simulate, doctor; netboot --help)'],
+      [["serve", sampleIso, "--ip", "127.0.0.1", "--dchp", "off"], "netboot serve: unknown option --dchp (did you mean --dhcp?); netboot serve --help lists them"],
+      [["serve", sampleIso, "--ip", "127.0.0.1", "--secureboot"], "netboot serve: unknown option --secureboot (did you mean --secure-boot?); netboot serve --help lists them"],
+      [["serve", sampleIso, "--ip=127.0.0.1", "--no-tftpp"], "netboot serve: unknown option --no-tftpp (did you mean --no-tftp?); netboot serve --help lists them"],
+      [["ls", sampleIso, "-x"], "netboot ls: unknown option -x; netboot ls --help lists them"],
+      [["hosts", "lst"], 'netboot hosts: unknown command "lst" (commands: list, rearm; netboot hosts --help)'],
+      [["hosts", "rearm", "52:54:00:00:00:01", "--state", "/tmp"], "netboot hosts rearm: unknown option --state (did you mean --state-dir?); netboot hosts rearm --help lists them"],
+    ];
+    for (const [args, line] of cases) {
+      const r = await cli(args);
+      expect({ args, code: r.code, stderr: r.stderr.trim(), stdout: r.stdout }).toEqual({ args, code: 2, stderr: line, stdout: "" });
+    }
+    // What is defined still parses: aliases, --no-x, --name=value, a value that looks like a negative number.
+    const ok = await cli(["ls", sampleIso, "-R"]);
+    expect(ok.code).toBe(0);
+    const neg = await cli(["serve", sampleIso, "--ip", "127.0.0.1", "--cache-mem=-5", "--no-tftp", "-q"]);
+    expect({ code: neg.code, stderr: neg.stderr.trim() }).toEqual({ code: 2, stderr: expect.stringContaining('--cache-mem: "-5" is not a whole number of 0 or more') });
+  });
+
+  test("a --cache-dir or --state-dir that cannot be made: one line, exit 2", async () => {
+    if (process.getuid?.() !== 0) throw new Error("the directories are made when root is dropped; run the suite as root (CI does)");
+    const http = await freePort();
+    const r = await cli(["serve", sampleIso, "--ip", "127.0.0.1", "--http-port", String(http), "--no-tftp", "--dhcp", "off", "--cache-dir", "/proc/netboot-cache", "-q"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("/proc/netboot-cache cannot be created (no such file or directory): choose another --state-dir/--cache-dir");
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
   test("TFTP port in use: says so and suggests --tftp-port", async () => {
     const blocker = await Bun.udpSocket({ hostname: "127.0.0.1", port: 0 });
     try {
