@@ -233,6 +233,10 @@ async function startHttp(ctx: Context): Promise<{ http: HttpServerHandle; base: 
       bus.emit({ type: "http.end", ip: e.client, mac: e.mac ?? neighbors.lookup(e.client), method: e.method, path: e.path, status: e.status, bytes: e.bytes, what: e.what, note: e.note });
       if (e.mac && e.path === "/boot.ipxe") ctx.signedLoader.ipxeStarted(e.mac);
     },
+    onAbort: (e) => {
+      if (isOperatorPath(e.path)) return;
+      bus.emit({ type: "http.abort", ip: e.client, mac: e.mac ?? neighbors.lookup(e.client), method: e.method, path: e.path, bytes: e.bytes, what: e.what });
+    },
     // Bun.serve sends a stream chunked whatever Content-Length says, and mboot trusts Content-Length: a
     // source whose bytes are not in local files (a URL) is served by node:http, which keeps the length.
     runtime: config.http.edge ?? (ctx.images.every((i) => i.tree.local) ? undefined : "node"),

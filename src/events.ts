@@ -25,6 +25,8 @@ export type NetbootEvent =
   | (Base & { type: "http.start"; method: string; path: string })
   /** `note`: why a request was refused or missed (404, 403), in words. */
   | (Base & { type: "http.end"; method: string; path: string; status: number; bytes: number; what: string | undefined; note?: string | undefined })
+  /** The client went away before the end of an answer already reported by http.end (Bun's edge reports at the start; how much was sent it does not say). */
+  | (Base & { type: "http.abort"; method: string; path: string; bytes: number; what: string | undefined })
   /** A boot.cfg went to a host (over HTTP or TFTP, or inside its disc image). */
   | (Base & { type: "bootcfg.served"; image: string; via: "http" | "tftp" | "disc" })
   /** A kickstart went to a host; `refused` when it was asked for and not given (and why). */

@@ -22,6 +22,8 @@ export function describeEvent(e: NetbootEvent): string | undefined {
       return `TFTP ${e.file} ${e.outcome}${e.reason ? `: ${e.reason}` : ""}`;
     case "http.end":
       return `${e.method} ${e.path} ${e.status}${e.bytes ? ` (${formatBytes(e.bytes)})` : ""}${e.status >= 400 && e.note ? `: ${e.note}` : ""}`;
+    case "http.abort":
+      return `${e.method} ${e.path}: cut off, the client went away before the end (${formatBytes(e.bytes)})`;
     case "bootcfg.served":
       return `boot.cfg for ${e.image} by ${e.via}`;
     case "ks.served":

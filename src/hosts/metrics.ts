@@ -38,6 +38,11 @@ export class Metrics {
         case "http.end":
           add("netboot_http_requests_total", HELP.netboot_http_requests_total, `status="${e.status}"`);
           add("netboot_http_bytes_total", HELP.netboot_http_bytes_total, "", e.bytes);
+          // node:http says so at the end; Bun's edge with an http.abort after it.
+          if (e.note?.includes("aborted")) add("netboot_http_aborted_total", HELP.netboot_http_aborted_total, "");
+          break;
+        case "http.abort":
+          add("netboot_http_aborted_total", HELP.netboot_http_aborted_total, "");
           break;
         case "host.done":
           add("netboot_installs_done_total", HELP.netboot_installs_done_total, "");
@@ -75,6 +80,7 @@ const HELP = {
   netboot_tftp_bytes_total: "Bytes sent by TFTP.",
   netboot_http_requests_total: "HTTP requests answered, by status.",
   netboot_http_bytes_total: "Bytes sent by HTTP.",
+  netboot_http_aborted_total: "HTTP answers whose client went away before the end of the body.",
   netboot_installs_done_total: "Installs that reported done.",
   netboot_installs_failed_total: "Installs that reported failure.",
 } as const;

@@ -327,6 +327,9 @@ export class HostRegistry {
         if (isModule(e.file)) s.marks.module = now;
         sample(s, now);
         break;
+      case "http.abort":
+        s.lastEvent = text;
+        break;
       case "tftp.end":
       case "http.end": {
         if (e.type === "tftp.end") s.inflight.delete(e.client);

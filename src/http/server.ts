@@ -20,6 +20,12 @@ export interface HttpServerOptions {
   runtime?: "bun" | "node";
   /** Called for every finished request (events, counters). */
   onRequest?: (entry: AccessEntry) => void;
+  /**
+   * Bun's edge reports a request when its answer starts (Bun.serve says nothing when a body has gone
+   * out): this is called when that client goes away before the end of the body, with the entry reported.
+   * The node:http edge reports at the end instead, with the bytes sent and the note "aborted".
+   */
+  onAbort?: (entry: AccessEntry) => void;
   /** Hot small files answered from memory (see files/cache.ts). */
   cache?: ContentCache | undefined;
   limits?: Partial<HttpLimits> | undefined;
@@ -134,6 +140,11 @@ function logAccess(opts: HttpServerOptions, e: AccessEntry): void {
   else opts.log.info(line);
 }
 
+function cutOff(opts: HttpServerOptions, e: AccessEntry): void {
+  opts.onAbort?.(e);
+  opts.log.info(`${e.client} "${e.method} ${e.path}" cut off: the client went away before the end of the ${e.bytes} bytes${e.mac ? ` mac=${e.mac}` : ""}`);
+}
+
 function bodyLength(body: HttpBody | undefined): number {
   if (!body || body.kind === "stream") return 0;
   return body.kind === "bytes" ? body.bytes.length : body.end - body.start;
@@ -197,6 +208,8 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
           return unavailable(err);
         }
         logAccess(opts, entry);
+        // A client that goes away mid-body: say so (how much of the body went out, Bun does not tell).
+        if (entry.bytes > 0 && req.method !== "HEAD") req.signal.addEventListener("abort", () => cutOff(opts, entry), { once: true });
         return new Response(body, { status: res.status, headers: last ? { ...res.headers, connection: "close" } : res.headers });
       },
       error(err) {
