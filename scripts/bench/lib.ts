@@ -51,6 +51,32 @@ export function fillPseudoRandom(path: string, size: number, seed: number): void
 
 /** An nginx config serving `root` on 127.0.0.1:`port` (sendfile on, no access log), its files in `dir`. */
 export function nginxConf(dir: string, root: string, port: number, workers: number | "auto" = "auto", host = "127.0.0.1"): string {
+  return writeNginxConf(dir, workers, `default_type application/octet-stream;\n  server { listen ${host}:${port}; root ${root}; }`);
+}
+
+/**
+ * An nginx reverse proxy on 127.0.0.1:`port` in front of `upstream` (keep-alive to it, buffered, nothing
+ * spilled to disk), the peer of a URL source. With `cacheDir`: slice 1m + proxy_cache, the peer of
+ * --cache-dir (each 1 MiB range fetched once, stored, served from the cache from then on).
+ */
+export function nginxProxyConf(dir: string, upstream: string, port: number, cacheDir?: string): string {
+  const cache = cacheDir
+    ? `slice 1m; proxy_cache c; proxy_cache_key $uri$slice_range; proxy_set_header Range $slice_range; proxy_cache_valid 200 206 1h;`
+    : "proxy_max_temp_file_size 0;";
+  return writeNginxConf(
+    dir,
+    1,
+    `upstream origin { server ${upstream}; keepalive 8; }
+  ${cacheDir ? `proxy_cache_path ${cacheDir} levels=1:2 keys_zone=c:10m max_size=4g inactive=1h use_temp_path=off;` : ""}
+  server {
+    listen 127.0.0.1:${port};
+    location / { ${cache} proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }`,
+  );
+}
+
+/** dir/nginx.conf: what every bench nginx shares (sendfile on, no access log, its files in `dir`) and `http`. */
+function writeNginxConf(dir: string, workers: number | "auto", http: string): string {
   mkdirSync(dir, { recursive: true });
   const conf = join(dir, "nginx.conf");
   writeFileSync(
@@ -64,44 +90,8 @@ http {
   access_log off;
   sendfile on; tcp_nopush on; tcp_nodelay on;
   keepalive_requests 100000;
-  default_type application/octet-stream;
   client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  server { listen ${host}:${port}; root ${root}; }
-}
-`,
-  );
-  return conf;
-}
-
-/**
- * An nginx reverse proxy on 127.0.0.1:`port` in front of `upstream` (keep-alive to it, buffered, nothing
- * spilled to disk), the peer of a URL source. With `cacheDir`: slice 1m + proxy_cache, the peer of
- * --cache-dir (each 1 MiB range fetched once, stored, served from the cache from then on).
- */
-export function nginxProxyConf(dir: string, upstream: string, port: number, cacheDir?: string): string {
-  mkdirSync(dir, { recursive: true });
-  const conf = join(dir, "nginx.conf");
-  const cache = cacheDir
-    ? `slice 1m; proxy_cache c; proxy_cache_key $uri$slice_range; proxy_set_header Range $slice_range; proxy_cache_valid 200 206 1h;`
-    : "proxy_max_temp_file_size 0;";
-  writeFileSync(
-    conf,
-    `${process.getuid?.() === 0 ? "user root;" : ""}
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 100000;
-  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
-  upstream origin { server ${upstream}; keepalive 8; }
-  ${cacheDir ? `proxy_cache_path ${cacheDir} levels=1:2 keys_zone=c:10m max_size=4g inactive=1h use_temp_path=off;` : ""}
-  server {
-    listen 127.0.0.1:${port};
-    location / { ${cache} proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
+  ${http}
 }
 `,
   );
