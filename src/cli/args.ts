@@ -223,14 +223,29 @@ function unknownOption(def: ArgsDef, rawArgs: readonly string[], path: string): 
     const alias = "alias" in d ? d.alias : undefined;
     for (const n of [name, name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), ...(Array.isArray(alias) ? alias : alias ? [alias] : [])]) kinds.set(n, kind);
   }
+  const canonical = new Map<string, string>();
+  for (const [name, d] of Object.entries(def)) {
+    if (d.type === "positional") continue;
+    const alias = "alias" in d ? d.alias : undefined;
+    for (const n of [name, name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), ...(Array.isArray(alias) ? alias : alias ? [alias] : [])]) canonical.set(n, name);
+  }
+  const seen = new Set<string>();
+  let positionals = 0;
   for (let i = 0; i < rawArgs.length; i++) {
     const a = rawArgs[i]!;
-    if (a === "--") break;
-    if (!a.startsWith("-") || a === "-" || /^-\d/.test(a)) continue; // a value, or a negative number
+    if (a === "--") {
+      positionals += rawArgs.length - i - 1;
+      break;
+    }
+    if (!a.startsWith("-") || a === "-" || /^-\d/.test(a)) {
+      positionals++; // a value was skipped with its option
+      continue;
+    }
     if (a.startsWith("--")) {
       const body = a.slice(2);
       const eq = body.indexOf("=");
       const name = eq < 0 ? body : body.slice(0, eq);
+      seen.add(canonical.get(name) ?? name);
       const kind = kinds.get(name) ?? (name.startsWith("no-") && kinds.get(name.slice(3)) === "boolean" ? "boolean" : undefined);
       if (!kind) {
         const negated = name.startsWith("no-");
@@ -243,7 +258,19 @@ function unknownOption(def: ArgsDef, rawArgs: readonly string[], path: string): 
     }
     for (const c of a.slice(1)) {
       if (!kinds.has(c)) return `${path}: unknown option -${c}; ${path} --help lists them`;
+      seen.add(canonical.get(c) ?? c);
     }
+    const last = canonical.get(a.slice(-1));
+    if (a.length === 2 && last && kinds.get(last) === "string" && rawArgs[i + 1] !== undefined && !rawArgs[i + 1]!.startsWith("-")) i++;
+  }
+  // What citty would refuse after printing its whole usage: said in one line instead.
+  const wanted = Object.entries(def).filter(([, d]) => d.type === "positional" && d.required !== false && d.default === undefined);
+  if (positionals < wanted.length) {
+    const [name, d] = wanted[positionals]!;
+    return `${path}: ${"valueHint" in d && d.valueHint ? d.valueHint : name.toUpperCase()} is missing${d.description ? ` (${d.description})` : ""}; ${path} --help`;
+  }
+  for (const [name, d] of Object.entries(def)) {
+    if (d.type !== "positional" && "required" in d && d.required && !seen.has(name)) return `${path}: --${name} is required${d.description ? ` (${d.description})` : ""}; ${path} --help`;
   }
   return undefined;
 }

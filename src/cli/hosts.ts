@@ -1,8 +1,7 @@
 import { defineCommand } from "citty";
-import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { defaultStateDir } from "../config.ts";
-import { requestRearm } from "../hosts/registry.ts";
+import { readHostState, requestRearm } from "../hosts/registry.ts";
 import { parseMac } from "../wire/mac.ts";
 import { guard } from "./common.ts";
 
@@ -17,11 +16,11 @@ export default defineCommand({
       async run({ args }) {
         await guard(async () => {
           const path = join(args["state-dir"] ?? defaultStateDir(), "hosts.json");
-          if (!existsSync(path)) {
+          const data = readHostState(path);
+          if (!data) {
             process.stdout.write(`no hosts yet (${path} does not exist)\n`);
             return;
           }
-          const data = JSON.parse(readFileSync(path, "utf8")) as { hosts?: Record<string, { phase?: string; doneAt?: number; failure?: string }> };
           for (const [mac, h] of Object.entries(data.hosts ?? {})) {
             process.stdout.write(`${mac}  ${(h.phase ?? "armed").padEnd(10)} ${h.doneAt ? `done ${new Date(h.doneAt).toISOString()}` : ""}${h.failure ? `failed: ${h.failure}` : ""}\n`);
           }

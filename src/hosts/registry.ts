@@ -391,16 +391,8 @@ export class HostRegistry {
   }
 
   #load(): void {
-    if (!existsSync(this.path)) return;
-    let data: Partial<Persisted>;
-    try {
-      data = JSON.parse(readFileSync(this.path, "utf8")) as Partial<Persisted>;
-    } catch (err) {
-      // Starting without it would arm every host again: a boot-once host already installed would be
-      // reinstalled at its next network boot. Written atomically, so only a hand edit or a bad disk gets here.
-      throw new SourceError("E_STATE_CORRUPT", `${this.path} is not a host state file (${(err as Error).message}); move it away to start with every host armed`);
-    }
-    for (const [m, v] of Object.entries(data.hosts ?? {})) {
+    const data = readHostState(this.path);
+    for (const [m, v] of Object.entries(data?.hosts ?? {})) {
       const mac = tryParseMac(m);
       if (!mac || !v) continue;
       if (typeof v.token === "string") this.#tokens.set(mac, v.token);
@@ -445,12 +437,34 @@ export class HostRegistry {
   }
 }
 
+/**
+ * STATE_DIR/hosts.json as a server wrote it, or undefined when there is none. One that cannot be parsed
+ * is an error: starting without it would arm every host again (a boot-once host already installed would
+ * be reinstalled at its next network boot). It is written atomically, so only a hand edit or a bad disk
+ * gets there.
+ */
+export function readHostState(path: string): Partial<Persisted> | undefined {
+  if (!existsSync(path)) return undefined;
+  try {
+    const data = JSON.parse(readFileSync(path, "utf8")) as Partial<Persisted> | null;
+    if (!data || typeof data !== "object" || (data.hosts !== undefined && (typeof data.hosts !== "object" || data.hosts === null))) throw new Error("no hosts object");
+    return data;
+  } catch (err) {
+    throw new SourceError("E_STATE_CORRUPT", `${path} is not a host state file (${(err as Error).message}); move it away to start with every host armed`);
+  }
+}
+
 /** Asks a running (or the next) server to arm a host again: a file in STATE_DIR/rearm/. */
 export function requestRearm(stateDir: string, mac: Mac): string {
   const dir = join(stateDir, "rearm");
-  mkdirSync(dir, { recursive: true });
   const f = join(dir, mac.replaceAll(":", "-"));
-  writeFileSync(f, `${new Date().toISOString()}\n`);
+  try {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(f, `${new Date().toISOString()}\n`);
+  } catch (err) {
+    const reason = (err as Error).message.replace(/^[A-Z]+: /, "").split(",")[0];
+    throw new SourceError("E_STATE_DIR", `cannot ask for ${mac} to be armed again: ${f} (${reason}); is --state-dir the server's, and writable by you?`);
+  }
   return f;
 }
 

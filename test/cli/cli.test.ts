@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { sampleIso } from "../helpers/app.ts";
@@ -136,11 +136,34 @@ describe("errors: one clear line and a non-zero exit", () => {
       const r = await cli(args);
       expect({ args, code: r.code, stderr: r.stderr.trim(), stdout: r.stdout }).toEqual({ args, code: 2, stderr: line, stdout: "" });
     }
+    // What citty refuses after a page of usage: one line instead.
+    const missing: Array<[string[], string]> = [
+      [["ls"], "netboot ls: SOURCE is missing ("],
+      [["cat", sampleIso], "netboot cat: PATH is missing ("],
+      [["bootcfg", sampleIso], "netboot bootcfg: --server is required ("],
+      [["hosts", "rearm"], "netboot hosts rearm: MAC is missing ("],
+    ];
+    for (const [args, start] of missing) {
+      const r = await cli(args);
+      expect({ args, code: r.code, lines: r.stderr.trim().split("\n").length, start: r.stderr.startsWith(start) }).toEqual({ args, code: 2, lines: 1, start: true });
+    }
     // What is defined still parses: aliases, --no-x, --name=value, a value that looks like a negative number.
     const ok = await cli(["ls", sampleIso, "-R"]);
     expect(ok.code).toBe(0);
     const neg = await cli(["serve", sampleIso, "--ip", "127.0.0.1", "--cache-mem=-5", "--no-tftp", "-q"]);
     expect({ code: neg.code, stderr: neg.stderr.trim() }).toEqual({ code: 2, stderr: expect.stringContaining('--cache-mem: "-5" is not a whole number of 0 or more') });
+  });
+
+  test("hosts list of a broken hosts.json, hosts rearm into a state directory that cannot be written: one line each", async () => {
+    const dir = tempDir();
+    for (const text of ['{"hosts": {', "null", '{"hosts": 5}']) {
+      writeFileSync(join(dir, "hosts.json"), text);
+      const r = await cli(["hosts", "list", "--state-dir", dir]);
+      expect({ text, code: r.code, stderr: r.stderr.trim() }).toEqual({ text, code: 1, stderr: expect.stringContaining(`${join(dir, "hosts.json")} is not a host state file (`) });
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+    const r = await cli(["hosts", "rearm", "52:54:00:00:00:01", "--state-dir", "/proc/netboot-state"]);
+    expect({ code: r.code, stderr: r.stderr.trim() }).toEqual({ code: 1, stderr: expect.stringContaining("cannot ask for 52:54:00:00:00:01 to be armed again: /proc/netboot-state/rearm/52-54-00-00-00-01 (") });
   });
 
   test("a --cache-dir or --state-dir that cannot be made: one line, exit 2", async () => {
