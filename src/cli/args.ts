@@ -214,20 +214,18 @@ async function resolve<T>(v: Resolvable<T> | undefined): Promise<T | undefined> 
 }
 
 function unknownOption(def: ArgsDef, rawArgs: readonly string[], path: string): string | undefined {
+  // Every spelling citty takes (the name, its camelCase, its aliases) → the option's name and kind.
   const kinds = new Map<string, "boolean" | "string">([["help", "boolean"], ["h", "boolean"]]);
+  const canonical = new Map<string, string>();
   const longNames: string[] = [];
   for (const [name, d] of Object.entries(def)) {
     if (d.type === "positional") continue;
-    const kind = d.type === "boolean" ? "boolean" : "string";
     longNames.push(name);
     const alias = "alias" in d ? d.alias : undefined;
-    for (const n of [name, name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), ...(Array.isArray(alias) ? alias : alias ? [alias] : [])]) kinds.set(n, kind);
-  }
-  const canonical = new Map<string, string>();
-  for (const [name, d] of Object.entries(def)) {
-    if (d.type === "positional") continue;
-    const alias = "alias" in d ? d.alias : undefined;
-    for (const n of [name, name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), ...(Array.isArray(alias) ? alias : alias ? [alias] : [])]) canonical.set(n, name);
+    for (const n of [name, name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()), ...(Array.isArray(alias) ? alias : alias ? [alias] : [])]) {
+      kinds.set(n, d.type === "boolean" ? "boolean" : "string");
+      canonical.set(n, name);
+    }
   }
   const seen = new Set<string>();
   let positionals = 0;
