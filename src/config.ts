@@ -162,8 +162,8 @@ export function validateServeConfig(c: ServeConfig): ServeConfig {
       throw new ConfigError("E_NAME", `image name ${JSON.stringify(i.name)} (--name): use letters, digits, ".", "_" and "-" (and not a 01-<mac> name)`);
     }
   }
-  c.ip = formatIPv4(parseIPv4(c.ip, "--ip address"));
-  c.bind = formatIPv4(parseIPv4(c.bind, "--bind address"));
+  c.ip = formatIPv4(parseIPv4(c.ip, "--ip"));
+  c.bind = formatIPv4(parseIPv4(c.bind, "--bind"));
   validatePort(c.http.port, "--http-port");
   validatePort(c.tftp.port, "--tftp-port");
   validatePort(c.dhcp.port, "--dhcp-port");
@@ -175,8 +175,8 @@ export function validateServeConfig(c: ServeConfig): ServeConfig {
     if (b < a) throw new ConfigError("E_POOL", `--pool ${p.start}-${p.end}: the end comes before the start`);
     if (p.prefix !== undefined && (p.prefix < 8 || p.prefix > 30)) throw new ConfigError("E_POOL", `--pool …/${p.prefix}: prefix must be 8..30`);
   }
-  if (c.dhcp.router) parseIPv4(c.dhcp.router, "--router address");
-  for (const d of c.dhcp.dns) parseIPv4(d, "--dns address");
+  if (c.dhcp.router) parseIPv4(c.dhcp.router, "--router");
+  for (const d of c.dhcp.dns) parseIPv4(d, "--dns");
   for (const r of c.dhcp.reservations) parseIPv4(r.ip, `--reserve address for ${r.mac}`);
   if (!Number.isInteger(c.dhcp.leaseSeconds) || c.dhcp.leaseSeconds < 60) throw new ConfigError("E_LEASE", "--lease-time: at least 60 seconds");
   if (!Number.isInteger(c.tftp.maxBlksize) || c.tftp.maxBlksize < 8 || c.tftp.maxBlksize > 65464) {

@@ -13,9 +13,9 @@ export function tryParseIPv4(s: string): number | undefined {
   return n;
 }
 
-export function parseIPv4(s: string, what = "IPv4 address"): number {
+export function parseIPv4(s: string, what = "address"): number {
   const n = tryParseIPv4(s);
-  if (n === undefined) throw new ConfigError("E_IPV4", `not an ${what}: ${JSON.stringify(s)}`);
+  if (n === undefined) throw new ConfigError("E_IPV4", `${what}: ${JSON.stringify(s)} is not an IPv4 address (a.b.c.d)`);
   return n;
 }
 
