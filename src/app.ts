@@ -230,7 +230,7 @@ async function startHttp(ctx: Context): Promise<{ http: HttpServerHandle; base: 
       // The status page and the API are the operator's, not a client's boot (and the page follows the bus).
       if (isOperatorPath(e.path)) return;
       // A module's path names no MAC: the address does.
-      bus.emit({ type: "http.end", ip: e.client, mac: e.mac ?? neighbors.lookup(e.client), method: e.method, path: e.path, status: e.status, bytes: e.bytes, what: e.what, note: e.note });
+      bus.emit({ type: "http.end", ip: e.client, mac: e.mac ?? neighbors.lookup(e.client), method: e.method, path: e.path, status: e.status, bytes: e.bytes, what: e.what, note: e.note, aborted: e.aborted || undefined });
       if (e.mac && e.path === "/boot.ipxe") ctx.signedLoader.ipxeStarted(e.mac);
     },
     onAbort: (e) => {

@@ -24,7 +24,7 @@ export type NetbootEvent =
   | (Base & { type: "tftp.end"; client: string; file: string; outcome: string; bytes: number; seconds: number; retransmits: number; reason: string | undefined; what: string | undefined })
   | (Base & { type: "http.start"; method: string; path: string })
   /** `note`: why a request was refused or missed (404, 403), in words. */
-  | (Base & { type: "http.end"; method: string; path: string; status: number; bytes: number; what: string | undefined; note?: string | undefined })
+  | (Base & { type: "http.end"; method: string; path: string; status: number; bytes: number; what: string | undefined; note?: string | undefined; aborted?: boolean | undefined })
   /** The client went away before the end of an answer already reported by http.end (Bun's edge reports at the start; how much was sent it does not say). */
   | (Base & { type: "http.abort"; method: string; path: string; bytes: number; what: string | undefined })
   /** A boot.cfg went to a host (over HTTP or TFTP, or inside its disc image). */

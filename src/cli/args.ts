@@ -201,6 +201,9 @@ export async function usageProblem(cmd: CommandDef<ArgsDef>, rawArgs: readonly s
     const name = rawArgs[at]!;
     const sub = subs[name];
     if (!sub) return `${path}: unknown command ${JSON.stringify(name)} (commands: ${Object.keys(subs).join(", ")}; ${path} --help)`;
+    // Options before the command name are the root's, and it has none: citty would drop them.
+    const early = rawArgs.slice(0, at).find((a) => a.startsWith("-"));
+    if (early && Object.keys(def).length === 0) return `${path}: ${early} goes after the command (${path} ${name} ${early} …)`;
     const flag = unknownOption(def, rawArgs.slice(0, at), path);
     return flag ?? usageProblem((await resolve(sub))!, rawArgs.slice(at + 1), `${path} ${name}`);
   }
@@ -229,6 +232,22 @@ function unknownOption(def: ArgsDef, rawArgs: readonly string[], path: string): 
   }
   const seen = new Set<string>();
   let positionals = 0;
+  /** What a word on the command line is, as an option of this command (undefined: not one). */
+  const optionOf = (word: string): { name: string; kind: "boolean" | "string" } | undefined => {
+    if (word.startsWith("--")) {
+      const name = word.slice(2).split("=")[0]!;
+      const kind = kinds.get(name) ?? (name.startsWith("no-") && kinds.get(name.slice(3)) === "boolean" ? "boolean" : undefined);
+      return kind ? { name, kind } : undefined;
+    }
+    return /^-[a-zA-Z]$/.test(word) && kinds.has(word[1]!) ? { name: word[1]!, kind: kinds.get(word[1]!)! } : undefined;
+  };
+  /** citty takes the next word as a string option's value whatever it is; an option there is a mistake. */
+  const takeValue = (i: number, written: string): string | undefined => {
+    const next = rawArgs[i + 1];
+    if (next === undefined) return `${path}: ${written} needs a value; ${path} --help`;
+    if (optionOf(next)) return `${path}: ${written} needs a value, and the next word is the option ${next} (a value that starts with - is written ${written}=${next}); ${path} --help`;
+    return undefined;
+  };
   for (let i = 0; i < rawArgs.length; i++) {
     const a = rawArgs[i]!;
     if (a === "--") {
@@ -236,30 +255,40 @@ function unknownOption(def: ArgsDef, rawArgs: readonly string[], path: string): 
       break;
     }
     if (!a.startsWith("-") || a === "-" || /^-\d/.test(a)) {
-      positionals++; // a value was skipped with its option
+      positionals++;
       continue;
     }
     if (a.startsWith("--")) {
       const body = a.slice(2);
       const eq = body.indexOf("=");
       const name = eq < 0 ? body : body.slice(0, eq);
-      seen.add(canonical.get(name) ?? name);
-      const kind = kinds.get(name) ?? (name.startsWith("no-") && kinds.get(name.slice(3)) === "boolean" ? "boolean" : undefined);
-      if (!kind) {
+      const option = optionOf(a);
+      if (!option) {
         const negated = name.startsWith("no-");
-        const near = closest(negated ? name.slice(3) : name, longNames);
+        const bare = negated ? name.slice(3) : name;
+        if (negated && kinds.get(bare) === "string") return `${path}: --${name} is not an option: --${bare} takes a value; ${path} --help`;
+        const near = closest(bare, longNames);
         return `${path}: unknown option --${name}${near ? ` (did you mean --${negated ? "no-" : ""}${near}?)` : ""}; ${path} --help lists them`;
       }
-      // A string option's value is the next word, unless it was given as --name=value.
-      if (kind === "string" && eq < 0 && rawArgs[i + 1] !== undefined && !rawArgs[i + 1]!.startsWith("-")) i++;
+      // citty keeps "--no-x=1" as an option named "x=1" and ignores it.
+      if (eq >= 0 && name.startsWith("no-") && !kinds.has(name)) return `${path}: --${name} takes no value (write --${name}, or --${name.slice(3)}=false); ${path} --help`;
+      seen.add(canonical.get(name) ?? canonical.get(name.slice(3)) ?? name);
+      if (option.kind === "string" && eq < 0) {
+        const problem = takeValue(i, `--${name}`);
+        if (problem) return problem;
+        i++;
+      }
       continue;
     }
     for (const c of a.slice(1)) {
       if (!kinds.has(c)) return `${path}: unknown option -${c}; ${path} --help lists them`;
       seen.add(canonical.get(c) ?? c);
     }
-    const last = canonical.get(a.slice(-1));
-    if (a.length === 2 && last && kinds.get(last) === "string" && rawArgs[i + 1] !== undefined && !rawArgs[i + 1]!.startsWith("-")) i++;
+    if (a.length === 2 && kinds.get(a[1]!) === "string") {
+      const problem = takeValue(i, a);
+      if (problem) return problem;
+      i++;
+    }
   }
   // What citty would refuse after printing its whole usage: said in one line instead.
   const wanted = Object.entries(def).filter(([, d]) => d.type === "positional" && d.required !== false && d.default === undefined);

@@ -22,6 +22,7 @@ export default defineCommand({
             return;
           }
           for (const [mac, h] of Object.entries(data.hosts ?? {})) {
+            if (typeof h !== "object" || h === null) continue; // as the server does: not a host's record
             process.stdout.write(`${mac}  ${(h.phase ?? "armed").padEnd(10)} ${h.doneAt ? `done ${new Date(h.doneAt).toISOString()}` : ""}${h.failure ? `failed: ${h.failure}` : ""}\n`);
           }
         });

@@ -39,7 +39,7 @@ export class Metrics {
           add("netboot_http_requests_total", HELP.netboot_http_requests_total, `status="${e.status}"`);
           add("netboot_http_bytes_total", HELP.netboot_http_bytes_total, "", e.bytes);
           // node:http says so at the end; Bun's edge with an http.abort after it.
-          if (e.note?.includes("aborted")) add("netboot_http_aborted_total", HELP.netboot_http_aborted_total, "");
+          if (e.aborted) add("netboot_http_aborted_total", HELP.netboot_http_aborted_total, "");
           break;
         case "http.abort":
           add("netboot_http_aborted_total", HELP.netboot_http_aborted_total, "");

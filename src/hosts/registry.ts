@@ -445,10 +445,18 @@ export class HostRegistry {
  */
 export function readHostState(path: string): Partial<Persisted> | undefined {
   if (!existsSync(path)) return undefined;
+  let text: string;
   try {
-    const data = JSON.parse(readFileSync(path, "utf8")) as Partial<Persisted> | null;
-    if (!data || typeof data !== "object" || (data.hosts !== undefined && (typeof data.hosts !== "object" || data.hosts === null))) throw new Error("no hosts object");
-    return data;
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    // Unreadable is not corrupt: the file may be fine (and moving it away would arm every host again).
+    throw new SourceError("E_STATE_READ", `cannot read ${path} (${(err as Error).message.replace(/^[A-Z]+: /, "").split(",")[0]})`);
+  }
+  const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
+  try {
+    const data = JSON.parse(text) as unknown;
+    if (!isObject(data) || ((data as Partial<Persisted>).hosts !== undefined && !isObject((data as Partial<Persisted>).hosts))) throw new Error("no hosts object");
+    return data as Partial<Persisted>;
   } catch (err) {
     throw new SourceError("E_STATE_CORRUPT", `${path} is not a host state file (${(err as Error).message}); move it away to start with every host armed`);
   }

@@ -92,6 +92,8 @@ export interface AccessEntry {
   framing?: "chunked" | "close-delimited" | undefined;
   /** What was answered ("boot.cfg", "file"…): from the app's response. */
   what?: string | undefined;
+  /** The client went away before the end of the body (node:http: known at the end). */
+  aborted?: boolean | undefined;
 }
 
 export interface HttpServerHandle {
@@ -133,7 +135,10 @@ export function accessLine(e: AccessEntry): string {
 
 function logAccess(opts: HttpServerOptions, e: AccessEntry): void {
   opts.onRequest?.(e);
-  const line = accessLine(e);
+  logAt(opts, e, accessLine(e));
+}
+
+function logAt(opts: HttpServerOptions, e: AccessEntry, line: string): void {
   if (e.status >= 500) opts.log.warn(line);
   // The status page polls the API: those lines would drown the clients' (they are there with --verbose).
   else if (e.status === 404 || e.status === 400 || e.path === "/" || e.path.startsWith("/api/") || e.path === "/metrics") opts.log.debug(line);
@@ -142,7 +147,7 @@ function logAccess(opts: HttpServerOptions, e: AccessEntry): void {
 
 function cutOff(opts: HttpServerOptions, e: AccessEntry): void {
   opts.onAbort?.(e);
-  opts.log.info(`${e.client} "${e.method} ${e.path}" cut off: the client went away before the end of the ${e.bytes} bytes${e.mac ? ` mac=${e.mac}` : ""}`);
+  logAt(opts, e, `${e.client} "${e.method} ${e.path}" cut off: the client went away before the end of the ${e.bytes} bytes${e.mac ? ` mac=${e.mac}` : ""}`);
 }
 
 function bodyLength(body: HttpBody | undefined): number {
@@ -209,7 +214,11 @@ function startBun(opts: HttpServerOptions): HttpServerHandle {
         }
         logAccess(opts, entry);
         // A client that goes away mid-body: say so (how much of the body went out, Bun does not tell).
-        if (entry.bytes > 0 && req.method !== "HEAD") req.signal.addEventListener("abort", () => cutOff(opts, entry), { once: true });
+        if (entry.bytes > 0 && req.method !== "HEAD") {
+          // Gone while the body was being read (a URL source, a big file): nothing will be sent at all.
+          if (req.signal.aborted) cutOff(opts, entry);
+          else req.signal.addEventListener("abort", () => cutOff(opts, entry), { once: true });
+        }
         return new Response(body, { status: res.status, headers: last ? { ...res.headers, connection: "close" } : res.headers });
       },
       error(err) {
@@ -420,7 +429,7 @@ async function serveNode(opts: HttpServerOptions, req: IncomingMessage, res: Ser
     const length = "content-length" in response.headers || res.hasHeader("content-length");
     const framing = length ? undefined : res.chunkedEncoding ? "chunked" : "close-delimited";
     const notes = [entry.note, res.writableFinished ? undefined : "aborted", framing && `framing: ${framing}`].filter(Boolean);
-    logAccess(opts, { ...entry, bytes: sent, note: notes.length ? notes.join(", ") : undefined, framing });
+    logAccess(opts, { ...entry, bytes: sent, note: notes.length ? notes.join(", ") : undefined, framing, aborted: !res.writableFinished });
   });
   if (!body || (body.kind === "file" && body.end === body.start)) {
     res.end();

@@ -112,14 +112,15 @@ export function handOver(dirs: Array<string | undefined>, who: Identity): void {
   };
   for (const d of dirs) {
     if (!d) continue;
+    let step = "cannot be created";
     try {
       if (!existsSync(d)) mkdirSync(d, { recursive: true, mode: 0o750 });
+      step = `cannot be handed to ${describeIdentity(who)}`;
       walk(d, 0);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      const what = e.code === "ENOENT" || e.code === "EEXIST" || e.code === "ENOTDIR" ? "cannot be created" : `cannot be handed to ${describeIdentity(who)}`;
       const reason = e.message.replace(/^[A-Z]+: /, "").split(",")[0];
-      throw new ConfigError("E_STATE_DIR", `${d} ${what} (${reason}${e.path && e.path !== d ? `: ${e.path}` : ""}): choose another --state-dir/--cache-dir`);
+      throw new ConfigError("E_STATE_DIR", `${d} ${step} (${reason}${e.path && e.path !== d ? `: ${e.path}` : ""}): choose another --state-dir/--cache-dir`);
     }
   }
 }

@@ -147,21 +147,41 @@ describe("errors: one clear line and a non-zero exit", () => {
       const r = await cli(args);
       expect({ args, code: r.code, lines: r.stderr.trim().split("\n").length, start: r.stderr.startsWith(start) }).toEqual({ args, code: 2, lines: 1, start: true });
     }
+    // Mistakes citty would take silently, or read as something else.
+    const taken: Array<[string[], string]> = [
+      [["serve", sampleIso, "--no-dhcp"], "netboot serve: --no-dhcp is not an option: --dhcp takes a value; netboot serve --help"],
+      [["serve", sampleIso, "--no-tftp=1"], "netboot serve: --no-tftp takes no value (write --no-tftp, or --tftp=false); netboot serve --help"],
+      [["serve", sampleIso, "--iface", "--dhcp", "server"], "netboot serve: --iface needs a value, and the next word is the option --dhcp (a value that starts with - is written --iface=--dhcp); netboot serve --help"],
+      [["serve", sampleIso, "--iface"], "netboot serve: --iface needs a value; netboot serve --help"],
+      [["-v", "serve", sampleIso], "netboot: -v goes after the command (netboot serve -v …)"],
+      [["cat", sampleIso, "--cache-dir", "-1"], "netboot cat: PATH is missing ("],
+    ];
+    for (const [args, start] of taken) {
+      const r = await cli(args);
+      expect({ args, code: r.code, lines: r.stderr.trim().split("\n").length, start: r.stderr.startsWith(start) }).toEqual({ args, code: 2, lines: 1, start: true });
+    }
     // What is defined still parses: aliases, --no-x, --name=value, a value that looks like a negative number.
     const ok = await cli(["ls", sampleIso, "-R"]);
     expect(ok.code).toBe(0);
+    // A value that starts with - (citty takes the next word whatever it is): bootcfg puts it into kernelopt.
+    const dash = await cli(["bootcfg", sampleIso, "--server", "http://10.0.0.1", "--kernelopt", "-s"]);
+    expect({ code: dash.code, kernelopt: /^kernelopt=.*-s$/m.test(dash.stdout) }).toEqual({ code: 0, kernelopt: true });
     const neg = await cli(["serve", sampleIso, "--ip", "127.0.0.1", "--cache-mem=-5", "--no-tftp", "-q"]);
     expect({ code: neg.code, stderr: neg.stderr.trim() }).toEqual({ code: 2, stderr: expect.stringContaining('--cache-mem: "-5" is not a whole number of 0 or more') });
   });
 
   test("hosts list of a broken hosts.json, hosts rearm into a state directory that cannot be written: one line each", async () => {
     const dir = tempDir();
-    for (const text of ['{"hosts": {', "null", '{"hosts": 5}']) {
+    for (const text of ['{"hosts": {', "null", '{"hosts": 5}', '[{"hosts": 1}]', '{"hosts": []}']) {
       writeFileSync(join(dir, "hosts.json"), text);
       const r = await cli(["hosts", "list", "--state-dir", dir]);
       expect({ text, code: r.code, stderr: r.stderr.trim() }).toEqual({ text, code: 1, stderr: expect.stringContaining(`${join(dir, "hosts.json")} is not a host state file (`) });
       expect(r.stderr).not.toMatch(/\n\s+at /);
     }
+    // A record that is not one is skipped, as the server skips it.
+    writeFileSync(join(dir, "hosts.json"), '{"version":1,"hosts":{"52:54:00:00:00:01":null,"52:54:00:00:00:02":{"phase":"done"}}}');
+    const list = await cli(["hosts", "list", "--state-dir", dir]);
+    expect({ code: list.code, stdout: list.stdout.trim(), stderr: list.stderr }).toEqual({ code: 0, stdout: "52:54:00:00:00:02  done", stderr: "" });
     const r = await cli(["hosts", "rearm", "52:54:00:00:00:01", "--state-dir", "/proc/netboot-state"]);
     expect({ code: r.code, stderr: r.stderr.trim() }).toEqual({ code: 1, stderr: expect.stringContaining("cannot ask for 52:54:00:00:00:01 to be armed again: /proc/netboot-state/rearm/52-54-00-00-00-01 (") });
   });
