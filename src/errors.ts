@@ -43,3 +43,8 @@ export class HttpError extends NetbootError {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** A file system error in words: "ENOENT: no such file or directory, mkdir '/x'" → "no such file or directory". */
+export function fsReason(err: unknown): string {
+  return errorMessage(err).replace(/^[A-Z]+: /, "").split(",")[0]!;
+}

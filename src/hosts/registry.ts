@@ -18,7 +18,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HostSnapshot } from "../boot/policy.ts";
-import { SourceError } from "../errors.ts";
+import { fsReason, SourceError } from "../errors.ts";
 import type { EventBus, NetbootEvent } from "../events.ts";
 import type { Logger } from "../log.ts";
 import { ensureStateDir, writeFileAtomic } from "../state/atomic.ts";
@@ -450,7 +450,7 @@ export function readHostState(path: string): Partial<Persisted> | undefined {
     text = readFileSync(path, "utf8");
   } catch (err) {
     // Unreadable is not corrupt: the file may be fine (and moving it away would arm every host again).
-    throw new SourceError("E_STATE_READ", `cannot read ${path} (${(err as Error).message.replace(/^[A-Z]+: /, "").split(",")[0]})`);
+    throw new SourceError("E_STATE_READ", `cannot read ${path} (${fsReason(err)})`);
   }
   const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
   try {
@@ -470,8 +470,7 @@ export function requestRearm(stateDir: string, mac: Mac): string {
     mkdirSync(dir, { recursive: true });
     writeFileSync(f, `${new Date().toISOString()}\n`);
   } catch (err) {
-    const reason = (err as Error).message.replace(/^[A-Z]+: /, "").split(",")[0];
-    throw new SourceError("E_STATE_DIR", `cannot ask for ${mac} to be armed again: ${f} (${reason}); is --state-dir the server's, and writable by you?`);
+    throw new SourceError("E_STATE_DIR", `cannot ask for ${mac} to be armed again: ${f} (${fsReason(err)}); is --state-dir the server's, and writable by you?`);
   }
   return f;
 }

@@ -5,7 +5,7 @@
  */
 import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, fsReason } from "../errors.ts";
 
 export interface Identity {
   /** What the log says: "alice (uid 1000, gid 1000)". */
@@ -118,9 +118,8 @@ export function handOver(dirs: Array<string | undefined>, who: Identity): void {
       step = `cannot be handed to ${describeIdentity(who)}`;
       walk(d, 0);
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      const reason = e.message.replace(/^[A-Z]+: /, "").split(",")[0];
-      throw new ConfigError("E_STATE_DIR", `${d} ${step} (${reason}${e.path && e.path !== d ? `: ${e.path}` : ""}): choose another --state-dir/--cache-dir`);
+      const at = (err as NodeJS.ErrnoException).path;
+      throw new ConfigError("E_STATE_DIR", `${d} ${step} (${fsReason(err)}${at && at !== d ? `: ${at}` : ""}): choose another --state-dir/--cache-dir`);
     }
   }
 }
