@@ -186,10 +186,11 @@ function list(v: string | undefined): string[] {
 }
 
 /**
- * What citty lets through and a netboot user must hear about before anything starts: a command that does
- * not exist, and an option the command does not define (citty ignores those, so `--dchp off` would start
- * a DHCP server on the link). One line, or undefined when the command line is fine; --help and --version
- * are left to citty.
+ * What a netboot user must hear about before anything starts, in one line (undefined when the command
+ * line is fine; --help and --version are left to citty): a command that does not exist; an option the
+ * command does not define (citty ignores those, so `--dchp off` would start a DHCP server on the link) or
+ * writes in a way citty drops (`--no-x=1`, options before the command); an option where a value belongs;
+ * a missing argument (citty says that after a page of usage). Values are read as citty reads them.
  */
 export async function usageProblem(cmd: CommandDef<ArgsDef>, rawArgs: readonly string[], path = "netboot"): Promise<string | undefined> {
   if (rawArgs.some((a) => a === "--help" || a === "-h")) return undefined;
