@@ -1,9 +1,183 @@
-/** What `netboot serve` runs with: one object, per-service sections, validated in one place. */
+/**
+ * What `netboot serve` runs with, and every default and bound, written once here: DEFAULTS (what a flag or
+ * a lab file's server: key changes), LIMITS (caps, waits and memory bounds of the servers), RANGES (what
+ * the protocols allow a setting to be). `cli/args.ts` and `--help` read them; each unit imports its own
+ * section. A leaf: it imports nothing above errors and wire, so every unit may import it.
+ */
 import { ConfigError } from "./errors.ts";
-import { isValidImageName } from "./boot/image.ts";
 import { formatIPv4, parseIPv4 } from "./wire/ipv4.ts";
 
 export type DhcpMode = "auto" | "server" | "proxy" | "off";
+
+const KiB = 1024;
+const MiB = 1024 * 1024;
+
+/** The boot namespace's iPXE binaries (boot/files.ts serves them, the policy hands them out). */
+export const IPXE_PATH = { bios: "ipxe/undionly.kpxe", efi: "ipxe/snponly.efi" } as const;
+
+/** What the protocols allow a setting to be. */
+export const RANGES = {
+  /** RFC 2348: "valid values range between 8 and 65464 octets, inclusive". */
+  tftpBlksize: { min: 8, max: 65464 },
+  /** RFC 7440. */
+  tftpWindowsize: { min: 1, max: 65535 },
+  port: { min: 0, max: 65535 },
+  bsdpPriority: { min: 0, max: 65535 },
+  /** A pool's prefix length. */
+  poolPrefix: { min: 8, max: 30 },
+  leaseSeconds: { min: 60 },
+  /** The BOOTP header's `file` field holds 128 bytes with its NUL. */
+  bootFileBytes: 127,
+} as const;
+
+/** Every default a user can change, by the flag that changes it. */
+export const DEFAULTS = {
+  httpPort: 80,
+  tftpPort: 69,
+  dhcpPort: 67,
+  pxePort: 4011,
+  dhcpMode: "auto" as DhcpMode,
+  leaseSeconds: 3600,
+  /** --cache-mem, in MiB. */
+  cacheMemMiB: 512,
+  tftpMaxBlksize: RANGES.tftpBlksize.max,
+  tftpMaxWindowsize: 64,
+  /** bsdp.h BSDP_PRIORITY_BASE; the seed recipe sends 0x8000 too. */
+  bsdpPriority: 0x8000,
+  macBootFile: IPXE_PATH.efi,
+  /**
+   * How long --dhcp auto/server listen for other servers' offers: dnsmasq pings a new address for 3 s
+   * before its first OFFER (ISC dhcpd 1 s), so this must be longer.
+   */
+  probeMs: 6000,
+  /** --state-dir and --cache-dir as root; other users get XDG's directories (defaultStateDir, defaultCacheDir). */
+  stateDirRoot: "/var/lib/netboot",
+  cacheDirRoot: "/var/cache/netboot",
+} as const;
+
+/** Caps, waits and memory bounds of the servers. */
+export const LIMITS = {
+  http: {
+    /** Answers being sent at once (a module download holds one until its last byte); past it, 503. */
+    maxActive: 1024,
+    /** Requests on one keep-alive connection; the last one's answer says `Connection: close`. */
+    requestsPerConnection: 1000,
+    /** Connections whose request count is kept (the oldest are forgotten first). */
+    connectionsCounted: 8192,
+    /** node:http: time to receive a request's headers (Bun: its own, about 10 s). */
+    headerTimeoutMs: 10_000,
+    /** Request headers at most (Bun's uWebSockets: the same, else 431). */
+    headerBytes: 16 * KiB,
+    /** node:http: an idle keep-alive connection is closed after this (Bun: the idle timeout below). */
+    keepAliveMs: 30_000,
+    /** Seconds without a byte moving either way before a connection is closed (idle or stalled). */
+    idleSeconds: 120,
+    /** node:http: connections at once; more are closed at accept (Bun has no such switch). */
+    maxConnections: 4096,
+    /** The largest request body read (an installer's log sent to failed_url). */
+    maxBody: 4 * MiB,
+    /** Retry-After of a 503 when every answer slot is taken. */
+    busyRetryAfterSeconds: 5,
+    /** Bytes handed to a socket at once from memory (node:http: one piece per drain). */
+    streamChunk: 1 * MiB,
+    /** A remote file's window answered from one read when it is at most this. */
+    memoryBody: 64 * MiB,
+    /** A local file is kept in the hot-file cache when it is at most this (larger ones go out by sendfile). */
+    localCacheMax: 4 * MiB,
+  },
+  tftp: {
+    /** Transfers at once, and per client address ("server busy" past either). */
+    maxTransfers: 512,
+    maxPerClient: 16,
+    /** Netascii needs the converted size up front (tsize): the whole file is converted in memory. */
+    maxNetascii: 16 * MiB,
+    /** Blocks in flight granted by default (RFC 7440). */
+    maxWindowsize: DEFAULTS.tftpMaxWindowsize,
+    /**
+     * tftpblksize= in a boot.cfg read over TFTP (mboot asks for 1468 otherwise, esx-boot tftpfile.c):
+     * larger blocks halve the loader's transfer time (measured under QEMU: 34 MB in 2.5 s at 16384, 4.9 s
+     * at 1468, 2.5 s at 65464); capped by --tftp-max-blksize.
+     */
+    bootCfgBlksize: 16384,
+    /** Intel Mac firmware's TFTP client fails with blocks larger than an Ethernet frame's payload allows. */
+    macFirmwareBlksize: 1460,
+    /** macOS caps a UDP datagram at 9,216 bytes by default (xnu bsd/netinet/udp_usrreq.c, udp_sendspace). */
+    darwinMaxDatagram: 9216,
+    /** How often a running transfer's progress goes on the bus. */
+    progressMs: 1000,
+    /**
+     * Retransmission: back-off doubles to 8 s (atftp 0.8 with windowsize re-acknowledges only after 5 s of
+     * silence); ten timeouts in a row end a transfer, four when the client never answered at all.
+     */
+    timing: { initialMs: 500, minMs: 10, maxMs: 8000, retries: 10, firstRetries: 4 },
+  },
+  dhcp: {
+    /** Answers per MAC: a burst, then so many a second; the buckets are bounded. */
+    rate: { burst: 20, perSecond: 5, maxClients: 8192 },
+    /** How long an offer is held for a lab's host, and for any other MAC (short: a flood cannot hold the pool). */
+    offerSeconds: 60,
+    unlistedOfferSeconds: 10,
+    /** An address a client DECLINEd (in use on the link) is not offered again for this long. */
+    declineSeconds: 600,
+    /** Lease journal lines before it is folded into a new snapshot. */
+    journalCompactAfter: 20_000,
+  },
+  hosts: {
+    /** Unlisted machines followed in memory at most; the ones seen longest ago go first. */
+    maxUnlisted: 1024,
+    /** Unlisted MACs the host store keeps a fact for (a Mac's selection, a Secure Boot mark) at most. */
+    maxStoredUnlisted: 4096,
+    /** Events kept per machine (the status page, /api/hosts/<mac>). */
+    recentEvents: 10,
+    /** The rate of a machine's download is measured over this window. */
+    rateWindowMs: 5000,
+    /** How long after snponly.efi went out a firmware DHCP request still means "iPXE never started". */
+    ipxeStartWindowMs: 120_000,
+    /** The installer's log kept from failed_url, at most. */
+    maxFailureLog: 1 * MiB,
+    /** Host journal lines (file store) before it is folded into a new snapshot. */
+    journalCompactAfter: 10_000,
+    /** A host store that does not answer within this at start stops the start. */
+    connectMs: 5000,
+    /** Addresses whose MAC was learned from DHCP, remembered at most (ARP knows the rest). */
+    maxNeighbors: 8192,
+    /** How often the hint watcher looks at every machine. */
+    hintEveryMs: 2000,
+  },
+  /**
+   * What a healthy link's firmware and loaders take between steps, with room (the QEMU lab's timings):
+   * past these a machine's state gets a hint (hosts/explain.ts).
+   */
+  waits: {
+    request: 10_000,
+    bootFile: 20_000,
+    script: 25_000,
+    loader: 20_000,
+    bootcfg: 20_000,
+    module: 30_000,
+    stall: 60_000,
+    kickstart: 180_000,
+    quiet: 60_000,
+  },
+  api: {
+    /** An idle event stream gets a comment this often (proxies and Bun's idle timer keep it open). */
+    heartbeatMs: 15_000,
+  },
+  url: {
+    /** Range requests of a URL source: block size, blocks in memory, read-ahead, requests at once, retries. */
+    blockSize: 1 * MiB,
+    memoryBytes: 64 * MiB,
+    readAhead: 4,
+    maxConcurrent: 8,
+    retries: 5,
+    backoffMs: 100,
+    timeoutMs: 30_000,
+  },
+  /** A directory source's listing is read again after this (a mounted ISO does not change; an edited tree may). */
+  dirListingTtlMs: 2000,
+  /** BSDP selections remembered at most. */
+  bsdpSelections: 4096,
+} as const;
 
 export interface PoolSpec {
   start: string;
@@ -23,6 +197,14 @@ export interface ImageSpec {
   source: string;
   /** Name in URLs; derived from the source when absent. */
   name: string | undefined;
+}
+
+/** Where DHCP replies go instead of the broadcast address (tests and benchmarks on loopback). */
+export interface TransmitOptions {
+  /** Client port (68); tests move it. */
+  clientPort?: number;
+  /** Limited broadcast address (255.255.255.255); tests point it at loopback. */
+  broadcastAddress?: string;
 }
 
 export interface ServeConfig {
@@ -48,11 +230,9 @@ export interface ServeConfig {
     reservations: ReservationSpec[];
     /** Start a DHCP server even though another one answers on the link. */
     force: boolean;
-    /** How long --dhcp auto/server listen for other servers' offers: dnsmasq pings a new address for 3 s
-     *  before its first OFFER (ISC dhcpd 1 s), so this must be longer. */
+    /** How long --dhcp auto/server listen for other servers' offers (DEFAULTS.probeMs). */
     probeMs: number;
-    /** Where replies go instead of the broadcast address (tests and benchmarks on loopback). */
-    transmit?: import("./dhcp/transmit.ts").TransmitOptions | undefined;
+    transmit?: TransmitOptions | undefined;
   };
   /** Apple BSDP for Intel Macs (bsdp/). */
   bsdp: {
@@ -63,8 +243,10 @@ export interface ServeConfig {
     /** TFTP path a Mac boots after SELECT (--mac-bootfile). */
     bootFile: string;
   };
-  /** Leases and BSDP selections live here. */
+  /** Leases, and the host store's files when --store is not given. */
   stateDir: string;
+  /** --store postgres://…: the host store several instances share; the file store in stateDir when absent. */
+  store: string | undefined;
   /** --cache-dir: disk cache of URL blocks, and where compressed zip entries are unpacked (files/open.ts). */
   cacheDir: string | undefined;
   ipxe: {
@@ -77,8 +259,8 @@ export interface ServeConfig {
     port: number;
     /** Which HTTP server: Bun.serve or node:http (default: Bun.serve under Bun, unless a source is not local). */
     edge?: "bun" | "node" | undefined;
-    /** Caps (http/server.ts HttpLimits, defaults HTTP_LIMITS); tests lower them to cross them. */
-    limits?: Partial<Record<"maxActive" | "requestsPerConnection" | "headerTimeoutMs" | "keepAliveMs" | "idleSeconds" | "maxConnections", number>> | undefined;
+    /** Caps (LIMITS.http); tests lower them to cross them. */
+    limits?: Partial<HttpLimits> | undefined;
   };
   tftp: {
     enabled: boolean;
@@ -106,7 +288,9 @@ export interface ServeConfig {
   };
 }
 
-/** Every setting's default, in one place. */
+export type HttpLimits = Record<"maxActive" | "requestsPerConnection" | "headerTimeoutMs" | "keepAliveMs" | "idleSeconds" | "maxConnections", number>;
+
+/** Every setting's default. */
 export function defaultConfig(source: string, ip: string): ServeConfig {
   return {
     images: [{ source, name: undefined }],
@@ -115,23 +299,31 @@ export function defaultConfig(source: string, ip: string): ServeConfig {
     bind: ip,
     iface: undefined,
     prefix: undefined,
-    http: { port: 80 },
-    cacheMem: 512 * 1024 * 1024,
-    tftp: { enabled: true, port: 69, maxBlksize: 65464, maxWindowsize: 64 },
-    dhcp: { mode: "auto", port: 67, pxePort: 4011, pools: [], router: undefined, dns: [], domain: undefined, leaseSeconds: 3600, reservations: [], force: false, probeMs: 6000 },
-    bsdp: { enabled: true, priority: 0x8000, bootFile: "ipxe/snponly.efi" },
+    http: { port: DEFAULTS.httpPort },
+    cacheMem: DEFAULTS.cacheMemMiB * MiB,
+    tftp: { enabled: true, port: DEFAULTS.tftpPort, maxBlksize: DEFAULTS.tftpMaxBlksize, maxWindowsize: DEFAULTS.tftpMaxWindowsize },
+    dhcp: { mode: DEFAULTS.dhcpMode, port: DEFAULTS.dhcpPort, pxePort: DEFAULTS.pxePort, pools: [], router: undefined, dns: [], domain: undefined, leaseSeconds: DEFAULTS.leaseSeconds, reservations: [], force: false, probeMs: DEFAULTS.probeMs },
+    bsdp: { enabled: true, priority: DEFAULTS.bsdpPriority, bootFile: DEFAULTS.macBootFile },
     stateDir: defaultStateDir(),
+    store: undefined,
     cacheDir: undefined,
     ipxe: { dir: undefined, disabled: false },
     boot: { ks: undefined, keepCdromBoot: false, extraKernelopt: undefined, secureBoot: false },
   };
 }
 
-/** /var/lib/netboot as root, else $XDG_STATE_HOME/netboot or ~/.local/state/netboot. */
+/** DEFAULTS.stateDirRoot as root, else $XDG_STATE_HOME/netboot or ~/.local/state/netboot. */
 export function defaultStateDir(): string {
-  if (process.getuid?.() === 0) return "/var/lib/netboot";
+  if (process.getuid?.() === 0) return DEFAULTS.stateDirRoot;
   const xdg = process.env.XDG_STATE_HOME;
   return xdg ? `${xdg}/netboot` : `${process.env.HOME ?? "."}/.local/state/netboot`;
+}
+
+/** DEFAULTS.cacheDirRoot as root, else $XDG_CACHE_HOME/netboot or ~/.cache/netboot. */
+export function defaultCacheDir(): string {
+  if (process.getuid?.() === 0) return DEFAULTS.cacheDirRoot;
+  const xdg = process.env.XDG_CACHE_HOME;
+  return xdg ? `${xdg}/netboot` : `${process.env.HOME ?? "."}/.cache/netboot`;
 }
 
 type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
@@ -151,17 +343,13 @@ export function makeConfig(source: string, ip: string, over: DeepPartial<ServeCo
 }
 
 export function validatePort(n: number, what: string): number {
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError("E_PORT", `${what}: ${n} is not a port number (0-65535)`);
+  if (!Number.isInteger(n) || n < RANGES.port.min || n > RANGES.port.max) throw new ConfigError("E_PORT", `${what}: ${n} is not a port number (${RANGES.port.min}-${RANGES.port.max})`);
   return n;
 }
 
+/** Checks what the CLI and the lab file gave, in the words of the flag that gave it. */
 export function validateServeConfig(c: ServeConfig): ServeConfig {
   if (c.images.length === 0 || c.images.some((i) => !i.source)) throw new ConfigError("E_SOURCE", "no image source given (an ESXi ISO file, or images: in a lab file)");
-  for (const i of c.images) {
-    if (i.name !== undefined && !isValidImageName(i.name)) {
-      throw new ConfigError("E_NAME", `image name ${JSON.stringify(i.name)} (--name): use letters, digits, ".", "_" and "-" (and not a 01-<mac> name)`);
-    }
-  }
   c.ip = formatIPv4(parseIPv4(c.ip, "--ip"));
   c.bind = formatIPv4(parseIPv4(c.bind, "--bind"));
   validatePort(c.http.port, "--http-port");
@@ -173,30 +361,52 @@ export function validateServeConfig(c: ServeConfig): ServeConfig {
     const a = parseIPv4(p.start, "--pool start");
     const b = parseIPv4(p.end, "--pool end");
     if (b < a) throw new ConfigError("E_POOL", `--pool ${p.start}-${p.end}: the end comes before the start`);
-    if (p.prefix !== undefined && (p.prefix < 8 || p.prefix > 30)) throw new ConfigError("E_POOL", `--pool …/${p.prefix}: prefix must be 8..30`);
+    const { min, max } = RANGES.poolPrefix;
+    if (p.prefix !== undefined && (p.prefix < min || p.prefix > max)) throw new ConfigError("E_POOL", `--pool …/${p.prefix}: prefix must be ${min}..${max}`);
   }
   if (c.dhcp.router) parseIPv4(c.dhcp.router, "--router");
   for (const d of c.dhcp.dns) parseIPv4(d, "--dns");
   for (const r of c.dhcp.reservations) parseIPv4(r.ip, `--reserve address for ${r.mac}`);
-  if (!Number.isInteger(c.dhcp.leaseSeconds) || c.dhcp.leaseSeconds < 60) throw new ConfigError("E_LEASE", "--lease-time: at least 60 seconds");
-  if (!Number.isInteger(c.tftp.maxBlksize) || c.tftp.maxBlksize < 8 || c.tftp.maxBlksize > 65464) {
-    throw new ConfigError("E_BLKSIZE", `--tftp-max-blksize: ${c.tftp.maxBlksize} is outside 8..65464 (RFC 2348)`);
+  if (!Number.isInteger(c.dhcp.leaseSeconds) || c.dhcp.leaseSeconds < RANGES.leaseSeconds.min) throw new ConfigError("E_LEASE", `--lease-time: at least ${RANGES.leaseSeconds.min} seconds`);
+  const blk = RANGES.tftpBlksize;
+  if (!Number.isInteger(c.tftp.maxBlksize) || c.tftp.maxBlksize < blk.min || c.tftp.maxBlksize > blk.max) {
+    throw new ConfigError("E_BLKSIZE", `--tftp-max-blksize: ${c.tftp.maxBlksize} is outside ${blk.min}..${blk.max} (RFC 2348)`);
   }
-  if (!Number.isInteger(c.tftp.maxWindowsize) || c.tftp.maxWindowsize < 1 || c.tftp.maxWindowsize > 65535) {
-    throw new ConfigError("E_WINDOWSIZE", `--tftp-max-windowsize: ${c.tftp.maxWindowsize} is outside 1..65535 (RFC 7440)`);
+  const win = RANGES.tftpWindowsize;
+  if (!Number.isInteger(c.tftp.maxWindowsize) || c.tftp.maxWindowsize < win.min || c.tftp.maxWindowsize > win.max) {
+    throw new ConfigError("E_WINDOWSIZE", `--tftp-max-windowsize: ${c.tftp.maxWindowsize} is outside ${win.min}..${win.max} (RFC 7440)`);
   }
-  if (!Number.isInteger(c.bsdp.priority) || c.bsdp.priority < 0 || c.bsdp.priority > 65535) {
-    throw new ConfigError("E_BSDP_PRIORITY", `--bsdp-priority: ${c.bsdp.priority} is outside 0..65535`);
+  const pri = RANGES.bsdpPriority;
+  if (!Number.isInteger(c.bsdp.priority) || c.bsdp.priority < pri.min || c.bsdp.priority > pri.max) {
+    throw new ConfigError("E_BSDP_PRIORITY", `--bsdp-priority: ${c.bsdp.priority} is outside ${pri.min}..${pri.max}`);
   }
   c.bsdp.bootFile = c.bsdp.bootFile.replace(/^\/+/, "");
-  if (!c.bsdp.bootFile || c.bsdp.bootFile.length > 127 || /[\0\\]|(^|\/)\.\.(\/|$)/.test(c.bsdp.bootFile)) {
-    throw new ConfigError("E_MAC_BOOTFILE", `--mac-bootfile ${JSON.stringify(c.bsdp.bootFile)}: give a TFTP path of this server (at most 127 bytes, no "..")`);
+  if (!c.bsdp.bootFile || c.bsdp.bootFile.length > RANGES.bootFileBytes || /[\0\\]|(^|\/)\.\.(\/|$)/.test(c.bsdp.bootFile)) {
+    throw new ConfigError("E_MAC_BOOTFILE", `--mac-bootfile ${JSON.stringify(c.bsdp.bootFile)}: give a TFTP path of this server (at most ${RANGES.bootFileBytes} bytes, no "..")`);
   }
   if (!Number.isInteger(c.cacheMem) || c.cacheMem < 0) throw new ConfigError("E_CACHE", `--cache-mem: ${c.cacheMem} is not a size`);
+  if (c.store !== undefined && !/^postgres(ql)?:\/\//i.test(c.store)) {
+    throw new ConfigError("E_STORE", `--store ${JSON.stringify(redactUrl(c.store))}: give a PostgreSQL URL (postgres://USER@HOST[:PORT]/DB), or leave it out for the file store in --state-dir`);
+  }
   return c;
 }
 
 /** "http://10.0.0.1" or "http://10.0.0.1:8080": what goes in front of every URL we hand out. */
 export function httpBase(ip: string, port: number): string {
-  return port === 80 ? `http://${ip}` : `http://${ip}:${port}`;
+  return port === DEFAULTS.httpPort ? `http://${ip}` : `http://${ip}:${port}`;
+}
+
+/** A URL as it may be shown: its password (user:PASSWORD@) replaced. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@]*):[^/@]*@/i, "$1:****@");
+}
+
+/** The one line of `serve --help` that states the servers' bounds (read from LIMITS). */
+export function boundsText(): string {
+  const { http, tftp, dhcp } = LIMITS;
+  return (
+    `Bounds: DHCP/BSDP answers ${dhcp.rate.burst} at once then ${dhcp.rate.perSecond}/s per MAC, offers to unlisted MACs held ${dhcp.unlistedOfferSeconds} s (listed ${dhcp.offerSeconds} s), ACKs sent after the lease is fsynced; ` +
+    `TFTP ${tftp.maxTransfers} transfers, ${tftp.maxPerClient} per address (error "server busy"); ` +
+    `HTTP ${http.maxActive} answers at once (503 + Retry-After), ${http.requestsPerConnection} requests per connection, headers ${http.headerBytes / KiB} KiB within ${http.headerTimeoutMs / 1000} s, ${http.idleSeconds} s idle`
+  );
 }

@@ -1,7 +1,18 @@
-/** Typed errors with stable codes. Library code throws these; only the CLI turns them into messages and exit codes. */
+/**
+ * Typed errors with stable codes: the one hierarchy. Library code throws these; only the CLI turns them into
+ * one line and the exit code each class carries (README, "Exit codes"):
+ *
+ *   ConfigError   2   bad input: a flag, a lab file, a kickstart template, a path netboot cannot use
+ *   NetbootError  1   everything else that is known and said in words: a source, a store, a service, a
+ *                     packet, a client's answer
+ *
+ * Anything else thrown is a bug, and keeps its stack.
+ */
 
 export class NetbootError extends Error {
   readonly code: string;
+  /** What the process exits with when this ends a command. */
+  readonly exitCode: number = 1;
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
@@ -18,10 +29,15 @@ export class IsoError extends NetbootError {}
 /** A source (file, directory, URL, zip) that is missing, unreadable or not what it claims. */
 export class SourceError extends NetbootError {}
 
-/** Bad configuration or command-line input. The CLI prints the message and exits 1. */
-export class ConfigError extends NetbootError {}
+/** The host store (its files, or its database) cannot be read, written or reached. */
+export class StoreError extends NetbootError {}
 
-/** A service that could not start (port in use, no permission, no such interface). */
+/** Bad configuration or command-line input: the CLI prints the message and exits 2. */
+export class ConfigError extends NetbootError {
+  override readonly exitCode: number = 2;
+}
+
+/** A service that could not start (port in use, no permission, no such interface); `hint` says what to do. */
 export class ServiceError extends NetbootError {
   readonly hint: string | undefined;
   constructor(code: string, message: string, hint?: string, options?: { cause?: unknown }) {
@@ -30,14 +46,8 @@ export class ServiceError extends NetbootError {
   }
 }
 
-/** An HTTP failure with its status; rendered by the HTTP edge. */
-export class HttpError extends NetbootError {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(`E_HTTP_${status}`, message);
-    this.status = status;
-  }
-}
+/** What another server answered, as one of netboot's clients saw it (HTTP, TFTP, a DHCP peer). */
+export class PeerError extends NetbootError {}
 
 /** Message of any thrown value, for logs. */
 export function errorMessage(err: unknown): string {

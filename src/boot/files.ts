@@ -64,12 +64,28 @@ export interface ClientHint {
 /** How a boot.cfg will be read: by URL, by TFTP path, or from the disc image itself (BIOS sanboot). */
 export type BootCfgRoute = "http" | "tftp" | "disc";
 
+/**
+ * What a served file is, set here where the name is resolved (phases, metrics and hints read it; the words
+ * for people are made from it in hosts/describe.ts):
+ *
+ *   nbp      an iPXE binary (ipxe/…), the first stage a PXE ROM fetches
+ *   script   boot.ipxe
+ *   loader   the ESXi loader (NAME/mboot.efi, EFI/BOOT/BOOTX64.EFI, EFI/BOOT/BOOTAA64.EFI)
+ *   crypto   EFI/BOOT/CRYPTO64.EFI (mboot.efi looks for it next to itself)
+ *   bootcfg  a boot.cfg, rewritten for the client and route
+ *   module   any other file of the image: the kernel and modules the loader reads
+ *   disc     the ISO as a CD for BIOS sanboot
+ *   ks       a kickstart
+ */
+export type FileKind = "nbp" | "script" | "loader" | "crypto" | "bootcfg" | "module" | "disc" | "ks";
+
 export type Resolved =
-  | { kind: "file"; data: FileData; what: string; mac: Mac | undefined; image: BootImage | undefined }
-  | { kind: "missing"; reason: string; mac: Mac | undefined }
+  | { result: "file"; kind: FileKind; data: FileData; mac: Mac | undefined; image: BootImage | undefined }
+  /** `kind` when the name says what it would have been (crypto64.efi, which mboot.efi asks for whether the image has it or not). */
+  | { result: "missing"; reason: string; mac: Mac | undefined; kind?: FileKind }
   /** There, but not for this client (a kickstart for another host, or for one that is not armed). */
-  | { kind: "forbidden"; reason: string; mac: Mac | undefined; what: string }
-  | { kind: "directory"; info: FileInfo; image: BootImage };
+  | { result: "forbidden"; kind: FileKind; reason: string; mac: Mac | undefined; image: BootImage | undefined }
+  | { result: "directory"; info: FileInfo; image: BootImage };
 
 export interface BootFiles {
   readonly config: BootFilesConfig;
@@ -107,49 +123,49 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
 
   /** The disc image with its BOOT.CFG rewritten for this client (what iPXE's sanboot reads as a CD). */
   const disc = async (image: BootImage, mac: Mac | undefined): Promise<Resolved> => {
-    if (!image.tree.disc) return { kind: "missing", reason: `${image.name} is not read from an ISO image (a directory has no disc to boot)`, mac };
+    if (!image.tree.disc) return { result: "missing", reason: `${image.name} is not read from an ISO image (a directory has no disc to boot)`, mac };
     const text = image.esxi?.biosCfg ? bootCfgFor(image, "bios", mac, "disc") : undefined;
-    if (!text) return { kind: "missing", reason: `${image.name} has no BOOT.CFG for BIOS clients`, mac };
+    if (!text) return { result: "missing", reason: `${image.name} has no BOOT.CFG for BIOS clients`, mac };
     const data = await image.tree.disc.withFile("/BOOT.CFG", new TextEncoder().encode(text));
-    return { kind: "file", data, what: `disc image${mac ? ` for ${mac}` : ""}`, mac, image };
+    return { result: "file", kind: "disc", data, mac, image };
   };
 
-  const generated = (image: BootImage, what: string, text: string | Uint8Array | undefined, mac: Mac | undefined): Resolved => {
-    if (text === undefined) return { kind: "missing", reason: `${image.name} has no ${what}`, mac };
+  const generated = (image: BootImage, kind: "bootcfg" | "script" | "ks", text: string | Uint8Array | undefined, mac: Mac | undefined): Resolved => {
+    if (text === undefined) return { result: "missing", reason: `${image.name} has no ${kind === "bootcfg" ? "boot.cfg" : kind}`, mac };
     const bytes = typeof text === "string" ? new TextEncoder().encode(text) : text;
-    return { kind: "file", data: memoryData(bytes, image.mtime), what, mac, image };
+    return { result: "file", kind, data: memoryData(bytes, image.mtime), mac, image };
   };
 
   const resolve = async (parts: readonly string[], client: ClientHint = {}): Promise<Resolved> => {
     const lower = parts.map((p) => p.toLowerCase());
     const first = lower[0];
-    if (first === undefined) return { kind: "missing", reason: "no file name", mac: undefined };
+    if (first === undefined) return { result: "missing", reason: "no file name", mac: undefined };
     const route: BootCfgRoute = client.via ?? "http";
 
     // 01-<mac>/boot.cfg at the top: what mboot.efi probes when it was loaded from the root.
     const topMac = macDir(first);
     if (topMac && lower.length === 2 && lower[1] === "boot.cfg") {
       const image = imageFor(topMac);
-      if (!image) return { kind: "missing", reason: "no image", mac: topMac };
-      return generated(image, "boot.cfg", bootCfgFor(image, "efi", topMac, route), topMac);
+      if (!image) return { result: "missing", reason: "no image", mac: topMac };
+      return generated(image, "bootcfg", bootCfgFor(image, "efi", topMac, route), topMac);
     }
 
     if (lower.length === 1 && first === "boot.ipxe") {
       const d = config.ipxeDecision?.(client.mac);
       const image = d?.action === "boot" ? d.image : imageFor(client.mac);
-      if (!image) return { kind: "missing", reason: "no image", mac: client.mac };
+      if (!image) return { result: "missing", reason: "no image", mac: client.mac };
       const text = ipxeScript({ image, httpBase: config.httpBase, mac: client.mac, refused: d?.action === "ignore" ? d.reason : undefined, local: d?.action === "local" ? d.reason : undefined });
-      return generated(image, "iPXE script", text, client.mac);
+      return generated(image, "script", text, client.mac);
     }
     if (lower.length === 2 && first === "ipxe") {
       const bin = config.ipxe?.get(lower[1]!);
-      if (!bin) return { kind: "missing", reason: `no iPXE binary ${parts[1]} (see --ipxe-dir)`, mac: client.mac };
-      return { kind: "file", data: memoryData(bin, undefined), what: `iPXE ${lower[1]}`, mac: client.mac, image: undefined };
+      if (!bin) return { result: "missing", reason: `no iPXE binary ${parts[1]} (see --ipxe-dir)`, mac: client.mac };
+      return { result: "file", kind: "nbp", data: memoryData(bin, undefined), mac: client.mac, image: undefined };
     }
     if (lower.length === 1 && first.endsWith(".iso") && byName.has(first.slice(0, -4))) return disc(byName.get(first.slice(0, -4))!, client.mac);
 
     const image = byName.get(first);
-    if (!image) return { kind: "missing", reason: `no image named ${parts[0]}`, mac: topMac };
+    if (!image) return { result: "missing", reason: `no image named ${parts[0]}`, mac: topMac };
     const rest = lower.slice(1);
     const key = rest.join("/");
     const mac1 = rest.length >= 2 ? macDir(rest[0]!) : undefined;
@@ -161,22 +177,23 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
     }
     if (image.esxi) {
       if (key === "mboot.efi") {
-        if (!image.esxi.efiLoader) return { kind: "missing", reason: `${image.name} has no EFI/BOOT/BOOTX64.EFI`, mac: client.mac };
-        return treeFile(image, image.esxi.efiLoader, "EFI loader", client.mac);
+        if (!image.esxi.efiLoader) return { result: "missing", reason: `${image.name} has no EFI/BOOT/BOOTX64.EFI`, mac: client.mac };
+        return treeFile(image, image.esxi.efiLoader, "loader", client.mac);
       }
-      if (key === "crypto64.efi" && image.esxi.cryptoModule) return treeFile(image, image.esxi.cryptoModule, "crypto module", client.mac);
-      if (key === "boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "bios", client.mac, route), client.mac);
-      if (key === "efi/boot/boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "efi", client.mac, route), client.mac);
-      if (mac1 && rest.length === 2 && rest[1] === "boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "bios", mac1, route), mac1);
-      if (mac3 && rest[3] === "boot.cfg") return generated(image, "boot.cfg", bootCfgFor(image, "efi", mac3, route), mac3);
+      if (key === "crypto64.efi") return image.esxi.cryptoModule ? treeFile(image, image.esxi.cryptoModule, "crypto", client.mac) : { result: "missing", reason: `${image.name} has no EFI/BOOT/CRYPTO64.EFI (the loader goes on without it)`, mac: client.mac, kind: "crypto" };
+      if (key === "boot.cfg") return generated(image, "bootcfg", bootCfgFor(image, "bios", client.mac, route), client.mac);
+      if (key === "efi/boot/boot.cfg") return generated(image, "bootcfg", bootCfgFor(image, "efi", client.mac, route), client.mac);
+      if (mac1 && rest.length === 2 && rest[1] === "boot.cfg") return generated(image, "bootcfg", bootCfgFor(image, "bios", mac1, route), mac1);
+      if (mac3 && rest[3] === "boot.cfg") return generated(image, "bootcfg", bootCfgFor(image, "efi", mac3, route), mac3);
     }
     if (config.kickstart && (key === "ks.cfg" || (mac1 && rest.length === 2 && rest[1] === "ks.cfg"))) {
       const mac = mac1 ?? client.mac;
       const ks = await config.kickstart(mac, image, client);
-      if (!(ks instanceof Uint8Array)) return { kind: "forbidden", reason: ks.refused, mac, what: "ks.cfg" };
-      return generated(image, "ks.cfg", ks, mac);
+      if (!(ks instanceof Uint8Array)) return { result: "forbidden", kind: "ks", reason: ks.refused, mac, image };
+      return generated(image, "ks", ks, mac);
     }
-    return treeFile(image, "/" + parts.slice(1).join("/"), "file", mac1 ?? mac3);
+    const path = "/" + parts.slice(1).join("/");
+    return treeFile(image, path, isLoaderPath(image, path) ? "loader" : "module", mac1 ?? mac3);
   };
 
   return { config, resolve, bootCfgFor, imageUrl, kickstartUrl };
@@ -205,9 +222,15 @@ function macDir(part: string): Mac | undefined {
   return /^01-([0-9a-f]{2}-){5}[0-9a-f]{2}$/.test(part) ? tryParseMac(part) : undefined;
 }
 
-async function treeFile(image: BootImage, path: string, what: string, mac: Mac | undefined): Promise<Resolved> {
+async function treeFile(image: BootImage, path: string, kind: FileKind, mac: Mac | undefined): Promise<Resolved> {
   const info = await image.tree.stat(path);
-  if (!info) return { kind: "missing", reason: `${path} is not in ${image.name}`, mac };
-  if (info.type === "dir") return { kind: "directory", info, image };
-  return { kind: "file", data: await image.tree.open(info), what, mac, image };
+  if (!info) return { result: "missing", reason: `${path} is not in ${image.name}`, mac };
+  if (info.type === "dir") return { result: "directory", info, image };
+  return { result: "file", kind, data: await image.tree.open(info), mac, image };
+}
+
+/** The image's own loaders asked by their paths in the tree (ARM64 UEFI gets EFI/BOOT/BOOTAA64.EFI so). */
+function isLoaderPath(image: BootImage, path: string): boolean {
+  const p = path.toLowerCase().replace(/;1$/, "");
+  return [image.esxi?.efiLoader, image.esxi?.arm64Loader].some((l) => l !== undefined && l.toLowerCase() === p);
 }

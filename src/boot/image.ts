@@ -1,6 +1,10 @@
 /** A served image: a file tree plus its name in URLs, and what it holds when it is an ESXi installer. */
+import type { ImageSpec } from "../config.ts";
+import { ConfigError } from "../errors.ts";
+import { openTree } from "../files/open.ts";
 import type { FileTree } from "../files/tree.ts";
 import { readAll } from "../files/tree.ts";
+import type { Logger } from "../log.ts";
 import { parseBootCfg, summarizeBootCfg, type BootCfg, type BootCfgSummary } from "./esxi/bootcfg.ts";
 
 export interface EsxiInfo {
@@ -96,4 +100,50 @@ export async function bootBytes(image: BootImage): Promise<number | undefined> {
     if (info?.type === "file") total += info.size;
   }
   return total;
+}
+
+/**
+ * Opens every served image (a source each: ISO, directory, URL, zip) and says what each is. Names must be
+ * distinct and valid (the first path segment of every URL). Closes what it opened when one fails.
+ */
+export async function openImages(specs: readonly ImageSpec[], opts: { cacheDir: string | undefined; log: Logger }): Promise<{ images: BootImage[]; close(): Promise<void> }> {
+  const images: BootImage[] = [];
+  const close = async () => {
+    for (const i of images) await Promise.resolve(i.tree.close()).catch(() => {});
+  };
+  try {
+    for (const spec of specs) {
+      const name = spec.name ?? imageNameFromSource(spec.source);
+      if (!isValidImageName(name)) throw new ConfigError("E_NAME", `image name ${JSON.stringify(name)}: use letters, digits, ".", "_" and "-" (and not a 01-<mac> name); --name, or the lab file's images:`);
+      if (images.some((i) => i.name.toLowerCase() === name.toLowerCase())) throw new ConfigError("E_NAME", `two images are named ${name}: give them names (the lab file's images:, or --name for one)`);
+      const tree = await openTree(spec.source, { cacheDir: opts.cacheDir, log: opts.log.child("source") });
+      let image: BootImage;
+      try {
+        image = await loadImage(tree, name);
+      } catch (err) {
+        await Promise.resolve(tree.close()).catch(() => {});
+        throw err;
+      }
+      images.push(image);
+      opts.log.info(`image ${image.name}: ${tree.description}`);
+      if (image.esxi) {
+        const e = image.esxi;
+        opts.log.info(`ESXi installer: ${e.displayName}${e.summary.title ? ` — "${e.summary.title}"` : ""}; ${e.summary.modules.length} modules`);
+        if (!e.efiLoader) opts.log.warn(`${image.name}: no EFI/BOOT/BOOTX64.EFI, UEFI clients cannot boot it`);
+      } else {
+        opts.log.warn(`${image.name}: no BOOT.CFG or EFI/BOOT/BOOT.CFG with a kernel= line; serving its files as they are (not an ESXi installer?)`);
+      }
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { images, close };
+}
+
+/** What the status page says of each image: its name, what it is, where it comes from, its boot bytes. */
+export async function imageSummaries(images: readonly BootImage[]): Promise<Array<{ name: string; title: string; source: string; bootBytes: number | undefined }>> {
+  const out = [];
+  for (const i of images) out.push({ name: i.name, title: i.esxi?.displayName ?? i.tree.kind, source: i.tree.description, bootBytes: await bootBytes(i) });
+  return out;
 }

@@ -6,6 +6,7 @@
  * Built-in variables (per host): hostname, ip, netmask, gateway, dns, mac, image, server (the HTTP base),
  * done_url, failed_url, and network (a whole `network` line: static when the host has an IP, else DHCP).
  */
+import { ConfigError } from "../errors.ts";
 
 /** A kickstart for any lab: the ESXi 8 installer's own commands, the done callback in %post. */
 export const DEFAULT_KICKSTART = `# netboot's default kickstart (netboot check --print-default-ks); it wipes the first disk.
@@ -22,11 +23,12 @@ wget -q -O /dev/null "{{done_url}}" || true
 
 export const BUILTIN_VARIABLES = ["hostname", "ip", "netmask", "gateway", "dns", "mac", "image", "server", "done_url", "failed_url", "network"] as const;
 
-export class TemplateError extends Error {
+/** A kickstart template that does not render: bad input (exit 2). */
+export class TemplateError extends ConfigError {
   /** Variables used and not defined. */
   readonly missing: string[];
   constructor(message: string, missing: string[]) {
-    super(message);
+    super("E_TEMPLATE", message);
     this.missing = missing;
   }
 }

@@ -20,6 +20,7 @@
  *   ARM64 UEFI (arch 11 PXE, 19 HTTP)        → the image's EFI/BOOT/BOOTAA64.EFI, when it has one
  *   anything else                            → ignore, with the reason
  */
+import { IPXE_PATH, type ServeConfig } from "../config.ts";
 import { Arch } from "./arch.ts";
 import type { BootImage } from "./image.ts";
 import { biosUnbootable } from "./ipxe.ts";
@@ -61,8 +62,21 @@ export interface HostSnapshot {
   signedLoader?: string | undefined;
 }
 
-export const IPXE_BIOS = "ipxe/undionly.kpxe";
-export const IPXE_EFI = "ipxe/snponly.efi";
+export const IPXE_BIOS = IPXE_PATH.bios;
+export const IPXE_EFI = IPXE_PATH.efi;
+
+/** The policy's settings for a run: the images, the HTTP base, which iPXE binaries are there to hand out. */
+export function policyFor(config: ServeConfig, images: readonly BootImage[], httpBase: string, ipxeFiles: ReadonlyMap<string, unknown>): PolicyConfig {
+  const ipxe = !config.ipxe.disabled;
+  return {
+    images,
+    httpBase,
+    ipxe: { undionly: ipxe && ipxeFiles.has("undionly.kpxe"), snponly: ipxe && ipxeFiles.has("snponly.efi") },
+    noIpxe: config.ipxe.disabled,
+    secureBoot: config.boot.secureBoot,
+    macBootFile: config.bsdp.bootFile === IPXE_EFI ? undefined : config.bsdp.bootFile,
+  };
+}
 
 /** Which firmware a client runs, from option 93, option 60 and iPXE's marks. */
 export function firmwareOf(c: BootClient): Firmware {

@@ -32,9 +32,6 @@ export type BsdpMessage = (typeof BsdpMessage)[keyof typeof BsdpMessage];
 export const BSDP_VERSIONS = [0x0000, 0x0100, 0x0101] as const;
 export const BSDP_VERSION_1_1 = 0x0101;
 
-/** bsdp.h BSDP_PRIORITY_BASE; the seed recipe sends 0x8000 too. */
-export const BSDP_DEFAULT_PRIORITY = 0x8000;
-
 /** boot_image_id: byte 0 bit 7 = install image, bits 6..0 = kind (1 = Mac OS X); bytes 2-3 = index. */
 export const IMAGE_INSTALL = 0x80;
 export const IMAGE_KIND_MACOSX = 1;

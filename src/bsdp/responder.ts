@@ -47,6 +47,7 @@ export function bsdpResponder(cfg: BsdpConfig): Responder {
   const served = (id: number | undefined) => id !== undefined && cfg.images.some((i) => i.id === id);
   return {
     name: "BSDP",
+    protocol: "bsdp",
     handle(req: DhcpRequest): Outcome {
       const p = req.packet;
       if (!isBsdpClient(p)) return undefined;
@@ -58,12 +59,12 @@ export function bsdpResponder(cfg: BsdpConfig): Responder {
         const selected = cfg.selections.get(mac);
         if (!served(selected)) return { ignore: "Mac DISCOVER, no remembered selection here (the site's DHCP server answers it)" };
         const d = cfg.decide(req.client);
-        if (d.action !== "boot") return { ignore: refusal(d) };
+        if (d.action !== "boot") return { ignore: refusal(d), decision: d };
         const offer = reply(cfg, p, MessageType.Offer, { selectedImage: selected });
         offer.ciaddr = 0;
         offer.yiaddr = 0;
         offer.file = d.file;
-        return { answers: [{ packet: offer, note: `BSDP OFFER, ${imageIdText(selected!)} remembered, boot ${d.file}` }], mac };
+        return { answers: [{ packet: offer, note: `BSDP OFFER, ${imageIdText(selected!)} remembered, boot ${d.file}`, decision: d, bsdp: "OFFER" }], mac };
       }
       if (type !== MessageType.Inform) return undefined;
       const opt43 = p.options.get(Opt.VendorSpecific);
@@ -81,7 +82,7 @@ export function bsdpResponder(cfg: BsdpConfig): Responder {
       cfg.onMac?.(mac, formatIPv4(p.ciaddr));
       // Not listed, or booting from its own disk: the Mac's picker shows nothing from us.
       const d = cfg.decide(req.client);
-      if (d.action !== "boot") return { ignore: refusal(d) };
+      if (d.action !== "boot") return { ignore: refusal(d), decision: d };
       const clientPort = bsdp.replyPort;
 
       if (bsdp.messageType === BsdpMessage.List) {
@@ -94,7 +95,7 @@ export function bsdpResponder(cfg: BsdpConfig): Responder {
           // The list only for clients that speak 1.1 (BSDP.doc, sub-option 9).
           images: (bsdp.version ?? BSDP_VERSION_1_1) >= BSDP_VERSION_1_1 ? [...cfg.images] : undefined,
         });
-        return { answers: [{ packet: ack, note: `BSDP ACK[LIST], ${cfg.images.length} image(s), default ${imageIdText(cfg.defaultImage)}`, clientPort }], mac };
+        return { answers: [{ packet: ack, note: `BSDP ACK[LIST], ${cfg.images.length} image(s), default ${imageIdText(cfg.defaultImage)}`, clientPort, decision: d, bsdp: "ACK[LIST]" }], mac };
       }
       if (bsdp.messageType === BsdpMessage.Select) {
         if (bsdp.serverIdentifier === undefined) return { ignore: "INFORM[SELECT] without server identifier" };
@@ -106,12 +107,12 @@ export function bsdpResponder(cfg: BsdpConfig): Responder {
         const id = bsdp.selectedImage;
         if (!served(id)) {
           const failed = reply(cfg, p, MessageType.Ack, { messageType: BsdpMessage.Failed });
-          return { answers: [{ packet: failed, note: `BSDP ACK[FAILED]: ${id === undefined ? "no image selected" : `${imageIdText(id)} is not served here`}`, clientPort }], mac };
+          return { answers: [{ packet: failed, note: `BSDP ACK[FAILED]: ${id === undefined ? "no image selected" : `${imageIdText(id)} is not served here`}`, clientPort, decision: d, bsdp: "ACK[FAILED]" }], mac };
         }
         cfg.selections.set(mac, id!);
         const ack = reply(cfg, p, MessageType.Ack, { messageType: BsdpMessage.Select, selectedImage: id, machineName: machineName(mac) });
         ack.file = d.file;
-        return { answers: [{ packet: ack, note: `BSDP ACK[SELECT] ${imageIdText(id!)}, boot ${d.file}`, clientPort }], mac };
+        return { answers: [{ packet: ack, note: `BSDP ACK[SELECT] ${imageIdText(id!)}, boot ${d.file}`, clientPort, decision: d, bsdp: "ACK[SELECT]" }], mac };
       }
       return { ignore: `BSDP message type ${bsdp.messageType ?? "(none)"} is not for a server` };
     },

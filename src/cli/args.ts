@@ -2,7 +2,7 @@
 import type { ArgsDef, CommandDef } from "citty";
 import type { DhcpMode, PoolSpec, ReservationSpec, ServeConfig } from "../config.ts";
 import type { LabFile } from "../hosts/lab.ts";
-import { makeConfig, validateServeConfig } from "../config.ts";
+import { DEFAULTS, makeConfig, validateServeConfig } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { defaultAddress, interfaceAddress, type InterfaceAddress } from "../net/interfaces.ts";
 import { parseMac } from "../wire/mac.ts";
@@ -10,7 +10,7 @@ import { logArgs } from "./common.ts";
 
 export const sourceArg = {
   source: { type: "positional", required: true, description: "ESXi installer: ISO file, directory (mounted or extracted), http(s) URL of an ISO, or zip", valueHint: "SOURCE" },
-  "cache-dir": { type: "string", description: "Disk cache for URL sources (blocks kept across runs) and where compressed zip entries are unpacked (default for zips: /var/cache/netboot as root, else ~/.cache/netboot)", valueHint: "DIR" },
+  "cache-dir": { type: "string", description: `Disk cache for URL sources (blocks kept across runs) and where compressed zip entries are unpacked (default for zips: ${DEFAULTS.cacheDirRoot} as root, else ~/.cache/netboot)`, valueHint: "DIR" },
 } as const satisfies ArgsDef;
 
 export const serveArgs = {
@@ -27,32 +27,33 @@ export const serveArgs = {
   iface: { type: "string", description: "The link to serve: its address is the server's, DHCP answers only there", valueHint: "NAME" },
   ip: { type: "string", description: "Address clients use to reach this server (default: --iface's, else the first non-loopback IPv4)", valueHint: "ADDR" },
   bind: { type: "string", description: "Address HTTP and TFTP listen on (default: the --ip address; 0.0.0.0 for all)", valueHint: "ADDR" },
-  "http-port": { type: "string", default: "80", description: "HTTP port", valueHint: "N" },
+  "http-port": { type: "string", default: String(DEFAULTS.httpPort), description: "HTTP port", valueHint: "N" },
   name: { type: "string", description: "Image name in URLs (default: from the ISO file name)", valueHint: "NAME" },
   ks: { type: "string", description: "Kickstart file: served at /NAME/01-<mac>/ks.cfg and put into kernelopt as ks=…", valueHint: "FILE" },
   "keep-cdromboot": { type: "boolean", description: "Keep cdromBoot in kernelopt (dropped by default for network installs)" },
   kernelopt: { type: "string", description: "Extra kernel options appended to kernelopt (e.g. serial console)", valueHint: "OPTS" },
-  dhcp: { type: "string", default: "auto", description: "auto (proxy if another DHCP server answers, else server), server, proxy, off", valueHint: "MODE" },
+  dhcp: { type: "string", default: DEFAULTS.dhcpMode, description: "auto (proxy if another DHCP server answers, else server), server, proxy, off", valueHint: "MODE" },
   pool: { type: "string", description: "Addresses to lease: START-END[/PREFIX], comma-separated (default: the --iface subnet)", valueHint: "RANGE" },
   router: { type: "string", description: "Default gateway handed out (option 3)", valueHint: "ADDR" },
   dns: { type: "string", description: "DNS servers handed out (option 6), comma-separated", valueHint: "ADDRS" },
   domain: { type: "string", description: "Domain name handed out (option 15)", valueHint: "NAME" },
-  "lease-time": { type: "string", default: "3600", description: "Lease time in seconds", valueHint: "S" },
+  "lease-time": { type: "string", default: String(DEFAULTS.leaseSeconds), description: "Lease time in seconds", valueHint: "S" },
   reserve: { type: "string", description: "Static leases: MAC=IP[=HOSTNAME], comma-separated", valueHint: "LIST" },
   force: { type: "boolean", description: "Run --dhcp server even though another DHCP server answers on the link" },
   bsdp: { type: "boolean", default: true, description: "Answer Apple BSDP so Intel Macs boot (also with --dhcp off, on --iface)", negativeDescription: "Do not answer Apple BSDP (Macs)" },
-  "bsdp-priority": { type: "string", default: "32768", description: "BSDP server priority (0-65535; Macs pick the highest)", valueHint: "N" },
-  "mac-bootfile": { type: "string", default: "ipxe/snponly.efi", description: "What a Mac boots after choosing the image (TFTP path)", valueHint: "PATH" },
-  "state-dir": { type: "string", description: "Where leases and Mac selections are kept (default: /var/lib/netboot as root, else ~/.local/state/netboot)", valueHint: "DIR" },
-  "dhcp-port": { type: "string", default: "67", description: "DHCP server port", valueHint: "N" },
+  "bsdp-priority": { type: "string", default: String(DEFAULTS.bsdpPriority), description: "BSDP server priority (0-65535; Macs pick the highest)", valueHint: "N" },
+  "mac-bootfile": { type: "string", default: DEFAULTS.macBootFile, description: "What a Mac boots after choosing the image (TFTP path)", valueHint: "PATH" },
+  "state-dir": { type: "string", description: `Where leases are kept, and the hosts' state without --store (default: ${DEFAULTS.stateDirRoot} as root, else ~/.local/state/netboot)`, valueHint: "DIR" },
+  store: { type: "string", description: "The host store several netboot instances share: postgres://USER@HOST[:PORT]/DB (the password from PGPASSWORD or the URL); default: files in --state-dir", valueHint: "URL" },
+  "dhcp-port": { type: "string", default: String(DEFAULTS.dhcpPort), description: "DHCP server port", valueHint: "N" },
   ipxe: { type: "boolean", default: true, description: "Chain-load iPXE for PXE clients", negativeDescription: "UEFI PXE clients get the ESXi loader by TFTP directly (no iPXE)" },
   "secure-boot": { type: "boolean", description: "UEFI Secure Boot machines: every UEFI PXE client gets the ESXi loader (signed by VMware) by TFTP instead of iPXE (without it, a host whose iPXE never starts gets it from its next boot on)" },
   "ipxe-dir": { type: "string", description: "Directory with undionly.kpxe, snponly.efi, ipxe.efi (default: built in, or /usr/lib/ipxe)", valueHint: "DIR" },
   tftp: { type: "boolean", default: true, description: "Serve TFTP (the same files as HTTP)", negativeDescription: "Do not serve TFTP" },
-  "tftp-port": { type: "string", default: "69", description: "TFTP port", valueHint: "N" },
-  "tftp-max-blksize": { type: "string", default: "65464", description: "Largest TFTP blksize granted (RFC 2348; at most 9212 on macOS, whose UDP datagrams stop at 9216 bytes)", valueHint: "N" },
-  "tftp-max-windowsize": { type: "string", default: "64", description: "Largest TFTP windowsize granted (RFC 7440)", valueHint: "N" },
-  "cache-mem": { type: "string", default: "512", description: "MiB of memory for hot files (whole files up to a quarter of it; 0: off)", valueHint: "MIB" },
+  "tftp-port": { type: "string", default: String(DEFAULTS.tftpPort), description: "TFTP port", valueHint: "N" },
+  "tftp-max-blksize": { type: "string", default: String(DEFAULTS.tftpMaxBlksize), description: "Largest TFTP blksize granted (RFC 2348; at most 9212 on macOS, whose UDP datagrams stop at 9216 bytes)", valueHint: "N" },
+  "tftp-max-windowsize": { type: "string", default: String(DEFAULTS.tftpMaxWindowsize), description: "Largest TFTP windowsize granted (RFC 7440)", valueHint: "N" },
+  "cache-mem": { type: "string", default: String(DEFAULTS.cacheMemMiB), description: "MiB of memory for hot files (whole files up to a quarter of it; 0: off)", valueHint: "MIB" },
   ...logArgs,
 } as const satisfies ArgsDef;
 
@@ -99,7 +100,7 @@ export function serveConfigFromArgs(raw: ServeArgsParsed, env: ArgsEnvironment =
   const iface = ifaceName ? env.interfaceAddress(ifaceName) : undefined;
   const ip = s("ip") ?? iface?.address ?? env.defaultAddress()?.address;
   if (!ip) throw new ConfigError("E_NO_ADDRESS", "this machine has no non-loopback IPv4 address; pass --ip or --iface");
-  const mode = (s("dhcp") ?? "auto") as DhcpMode;
+  const mode = (s("dhcp") ?? DEFAULTS.dhcpMode) as DhcpMode;
   const positional = [...(raw._ ?? (raw.source ? [raw.source] : []))];
   const images = [...(lab?.images.map((i) => ({ source: i.source, name: i.name })) ?? []), ...positional.map((p, i) => ({ source: p, name: i === 0 && !lab ? s("name") : undefined }))];
   if (images.length === 0) throw new ConfigError("E_SOURCE", lab ? `${lab.path}: no images: and no SOURCE on the command line` : "no image source given (an ESXi ISO file, a directory, an http(s) URL or a zip; or --config lab.yaml)");
@@ -108,31 +109,32 @@ export function serveConfigFromArgs(raw: ServeArgsParsed, env: ArgsEnvironment =
     bind: s("bind") ?? ip,
     iface: iface?.iface,
     prefix: iface?.prefix,
-    http: { port: int("http-port", 80) },
-    cacheMem: int("cache-mem", 512) * 1024 * 1024,
+    http: { port: int("http-port", DEFAULTS.httpPort) },
+    cacheMem: int("cache-mem", DEFAULTS.cacheMemMiB) * 1024 * 1024,
     tftp: {
       enabled: b("tftp") ?? true,
-      port: int("tftp-port", 69),
-      maxBlksize: int("tftp-max-blksize", 65464),
-      maxWindowsize: int("tftp-max-windowsize", 64),
+      port: int("tftp-port", DEFAULTS.tftpPort),
+      maxBlksize: int("tftp-max-blksize", DEFAULTS.tftpMaxBlksize),
+      maxWindowsize: int("tftp-max-windowsize", DEFAULTS.tftpMaxWindowsize),
     },
     dhcp: {
       mode,
-      port: int("dhcp-port", 67),
+      port: int("dhcp-port", DEFAULTS.dhcpPort),
       pools: parsePools(s("pool")),
       router: s("router"),
       dns: list(s("dns")),
       domain: s("domain"),
-      leaseSeconds: int("lease-time", 3600),
+      leaseSeconds: int("lease-time", DEFAULTS.leaseSeconds),
       reservations: parseReservations(s("reserve")),
       force: b("force") ?? false,
     },
     bsdp: {
       enabled: b("bsdp") ?? true,
-      priority: int("bsdp-priority", 0x8000),
-      bootFile: s("mac-bootfile") ?? "ipxe/snponly.efi",
+      priority: int("bsdp-priority", DEFAULTS.bsdpPriority),
+      bootFile: s("mac-bootfile") ?? DEFAULTS.macBootFile,
     },
     stateDir: s("state-dir"),
+    store: s("store"),
     cacheDir: s("cache-dir"),
     ipxe: { dir: s("ipxe-dir"), disabled: b("ipxe") === false },
     boot: { ks: s("ks"), keepCdromBoot: b("keep-cdromboot") ?? false, extraKernelopt: s("kernelopt"), secureBoot: b("secure-boot") ?? false },

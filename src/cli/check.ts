@@ -7,6 +7,7 @@ import { loadLabFile } from "../hosts/lab.ts";
 import { kickstartVariables, redacted } from "../hosts/variables.ts";
 import { openTree } from "../files/open.ts";
 import type { FileTree } from "../files/tree.ts";
+import { DEFAULTS, httpBase } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { formatIPv4, parseIPv4, subnetOf } from "../wire/ipv4.ts";
 import { serveOptionNames } from "./args.ts";
@@ -51,8 +52,7 @@ export default defineCommand({
         }
         const book = bookFromLab(lab, images.map((i) => i.name));
         const ip = typeof lab.server.ip === "string" ? lab.server.ip : "SERVER";
-        const port = typeof lab.server["http-port"] === "string" && lab.server["http-port"] !== "80" ? `:${lab.server["http-port"]}` : "";
-        const base = `http://${ip}${port}`;
+        const base = httpBase(ip, Number(typeof lab.server["http-port"] === "string" ? lab.server["http-port"] : DEFAULTS.httpPort));
         const netmask = ip !== "SERVER" ? formatIPv4(subnetOf(parseIPv4(ip), 24).mask) : undefined;
         const site = { base, netmask, gateway: typeof lab.server.router === "string" ? lab.server.router : undefined, dns: typeof lab.server.dns === "string" ? lab.server.dns.split(",") : [] };
         const files = createBootFiles({ images, httpBase: base, kickstart: async () => new Uint8Array(0), hasKickstart: (mac) => !!(mac && book.lookup(mac)?.kickstart && book.lookup(mac)?.mode !== "local") });

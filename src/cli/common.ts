@@ -17,8 +17,8 @@ export function loggerFor(args: { verbose?: boolean; quiet?: boolean }, opts: { 
 }
 
 /**
- * Runs a command body. Typed errors become one clear line (plus a hint) and an exit code: 2 for bad
- * input (ConfigError), 1 for everything else. Anything untyped is a bug and keeps its stack.
+ * Runs a command body. Typed errors become one clear line (plus a hint) and the exit code their class
+ * carries (errors.ts: 2 for bad input, 1 for everything else). Anything untyped is a bug and keeps its stack.
  */
 export async function guard(body: () => Promise<void>): Promise<void> {
   try {
@@ -32,7 +32,7 @@ export async function guard(body: () => Promise<void>): Promise<void> {
     if (err instanceof NetbootError) {
       // One line: what went wrong, then what to do about it.
       consola.error(err instanceof ServiceError && err.hint ? `${err.message}: ${err.hint}` : err.message);
-      process.exit(err instanceof ConfigError ? 2 : 1);
+      process.exit(err.exitCode);
     }
     throw err;
   }

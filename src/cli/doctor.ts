@@ -1,5 +1,6 @@
 import { defineCommand } from "citty";
 import { basename } from "node:path";
+import { DEFAULTS } from "../config.ts";
 import { runDoctor, type Finding } from "../doctor/doctor.ts";
 import { parseDuration } from "./args.ts";
 import { guard, stderrLogger } from "./common.ts";
@@ -13,8 +14,8 @@ export default defineCommand({
   },
   args: {
     iface: { type: "string", description: "The link you will serve: its address and carrier, and (as root) the DHCP servers already on it", valueHint: "NAME" },
-    "http-port": { type: "string", default: "80", description: "The HTTP port you will serve on", valueHint: "N" },
-    "probe-wait": { type: "string", default: "6s", description: "How long to listen for other DHCP servers (as serve --dhcp auto does; dnsmasq pings an address for ~3 s before it offers it)", valueHint: "DURATION" },
+    "http-port": { type: "string", default: String(DEFAULTS.httpPort), description: "The HTTP port you will serve on", valueHint: "N" },
+    "probe-wait": { type: "string", default: `${DEFAULTS.probeMs / 1000}s`, description: "How long to listen for other DHCP servers (as serve --dhcp auto does; dnsmasq pings an address for ~3 s before it offers it)", valueHint: "DURATION" },
     json: { type: "boolean", description: "The findings as JSON" },
   },
   async run({ args }) {

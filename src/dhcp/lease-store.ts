@@ -6,6 +6,7 @@
  */
 import { closeSync, existsSync, fsync, openSync, readFileSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
 import { join } from "node:path";
+import { LIMITS } from "../config.ts";
 import { SourceError } from "../errors.ts";
 import { ensureStateDir, writeFileAtomic } from "../state/atomic.ts";
 import type { Lease } from "./leases.ts";
@@ -28,7 +29,7 @@ export interface LeaseStore {
   close(): void;
 }
 
-export const COMPACT_AFTER = 20_000;
+export const COMPACT_AFTER = LIMITS.dhcp.journalCompactAfter;
 
 export function openLeaseStore(dir: string, opts: { warn?: (message: string) => void } = {}): LeaseStore {
   ensureStateDir(dir);

@@ -5,6 +5,7 @@
  * the burst. Pure, with an injected clock; the bucket table is bounded (idle buckets are full anyway, so
  * the oldest is dropped first).
  */
+import { LIMITS } from "../config.ts";
 export interface RateLimitOptions {
   /** Answers a client may have at once. */
   burst: number;
@@ -14,7 +15,7 @@ export interface RateLimitOptions {
   maxClients: number;
 }
 
-export const DHCP_RATE: RateLimitOptions = { burst: 20, perSecond: 5, maxClients: 8192 };
+export const DHCP_RATE: RateLimitOptions = LIMITS.dhcp.rate;
 
 export class RateLimiter {
   readonly #opts: RateLimitOptions;

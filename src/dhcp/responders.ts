@@ -4,6 +4,7 @@
  * BSDP (bsdp/) is one more responder the composition root puts in front: this file never imports it.
  */
 import type { BootClient, BootDecision } from "../boot/types.ts";
+import type { BsdpAnswerType } from "../events.ts";
 import { formatIPv4, ipv4ToBytes, type Subnet } from "../wire/ipv4.ts";
 import { MessageType, Opt, messageTypeName } from "./constants.ts";
 import type { LeasePool } from "./leases.ts";
@@ -24,17 +25,23 @@ export interface DhcpAnswer {
   note: string;
   /** The client asked to be answered on this port instead of 68 (BSDP reply port); relays still get 67. */
   clientPort?: number;
+  /** What the boot policy said for this client (a denied host in server mode still gets an address). */
+  decision?: BootDecision | undefined;
+  /** A BSDP answer's kind (the BSDP responder sets it; a DHCP answer's type is its option 53). */
+  bsdp?: BsdpAnswerType | undefined;
 }
 
-/** undefined: not mine, ask the next responder; `ignore`: mine, no answer (the reason goes to the log). */
 /**
- * `durable`: the answers promise a lease (an ACK), so they go out only once the lease is on disk
- * (DhcpServerOptions.commit).
+ * undefined: not mine, ask the next responder; `ignore`: mine, no answer (the reason goes to the log, with
+ * what the policy said when it was asked). `durable`: the answers promise a lease (an ACK), so they go out
+ * only once the lease is on disk (DhcpServerOptions.commit).
  */
-export type Outcome = { answers: DhcpAnswer[]; mac?: string; durable?: boolean } | { ignore: string } | undefined;
+export type Outcome = { answers: DhcpAnswer[]; mac?: string; durable?: boolean } | { ignore: string; decision?: BootDecision | undefined } | undefined;
 
 export interface Responder {
   readonly name: string;
+  /** Which protocol its answers are, on the bus (dhcp.request or bsdp.request). */
+  readonly protocol: "dhcp" | "bsdp";
   handle(req: DhcpRequest): Outcome;
 }
 
@@ -52,17 +59,18 @@ export type Decide = (client: BootClient) => BootDecision;
 export function proxyResponder(opts: { serverIp: number; decide: Decide }): Responder {
   return {
     name: "proxyDHCP",
+    protocol: "dhcp",
     handle(req) {
       const type = optU8(req.packet, Opt.MessageType);
       const bootRequest = type === MessageType.Discover || (req.viaPxePort && (type === MessageType.Request || type === MessageType.Inform));
       if (!bootRequest) return undefined;
       const d = opts.decide(req.client);
       // A machine that boots from its own disk gets no proxy answer: the site's server's lease is all it needs.
-      if (d.action !== "boot") return { ignore: d.action === "local" ? `boots from its own disk: ${d.reason}` : d.reason };
+      if (d.action !== "boot") return { ignore: d.action === "local" ? `boots from its own disk: ${d.reason}` : d.reason, decision: d };
       const reply = baseReply(req.packet, type === MessageType.Discover ? MessageType.Offer : MessageType.Ack, opts.serverIp);
       addBootFields(reply, req.packet, d, { serverIp: opts.serverIp, proxy: true });
       echoRelayInfo(req.packet, reply);
-      return { answers: [{ packet: reply, note: `${messageTypeName(optU8(reply, Opt.MessageType))} (proxy), boot ${d.file}: ${d.why}` }] };
+      return { answers: [{ packet: reply, note: `${messageTypeName(optU8(reply, Opt.MessageType))} (proxy), boot ${d.file}: ${d.why}`, decision: d }] };
     },
   };
 }
@@ -116,7 +124,7 @@ export function serverResponder(opts: ServerResponderOptions): Responder {
     }
     opts.extend?.(req, reply, client);
     echoRelayInfo(req, reply);
-    return { packet: reply, note: `${messageTypeName(type)} ${formatIPv4(yiaddr)}${boot}${note}` };
+    return { packet: reply, note: `${messageTypeName(type)} ${formatIPv4(yiaddr)}${boot}${note}`, decision: d };
   };
   const nak = (req: DhcpPacket, why: string): Outcome => {
     const reply = baseReply(req, MessageType.Nak, opts.serverIp);
@@ -127,6 +135,7 @@ export function serverResponder(opts: ServerResponderOptions): Responder {
 
   return {
     name: "DHCP server",
+    protocol: "dhcp",
     handle(req) {
       if (req.viaPxePort) return undefined;
       const p = req.packet;
@@ -191,4 +200,18 @@ function networkOptions(reply: DhcpPacket, net: NetworkOptions, req: DhcpPacket)
   if (net.dns.length) reply.options.set(Opt.DomainServer, ips(...net.dns));
   if (net.domain) reply.options.set(Opt.DomainName, str(net.domain));
   reply.options.set(Opt.BroadcastAddress, ipv4ToBytes(net.subnet.broadcast));
+}
+
+/**
+ * Who answers, in order, for the mode this run is in: BSDP first (handed in: this folder never imports
+ * bsdp/), then the full server when this instance owns the link's pools, then proxyDHCP (port 4011, and
+ * DISCOVERs beside another server).
+ */
+export function respondersFor(o: { mode: "server" | "proxy" | "off" | "auto"; serverIp: number; decide: Decide; pools: { poolFor(giaddr: number): ScopedPool | undefined } | undefined; bsdp?: { responder: Responder; extension: ServerResponderOptions["extend"] } | undefined; onBound?: ServerResponderOptions["onBound"] }): Responder[] {
+  const out: Responder[] = [];
+  if (o.bsdp) out.push(o.bsdp.responder);
+  const pools = o.pools;
+  if (pools) out.push(serverResponder({ serverIp: o.serverIp, poolFor: (p) => pools.poolFor(p.giaddr), decide: o.decide, onBound: o.onBound, extend: o.bsdp?.extension }));
+  if (o.mode !== "off") out.push(proxyResponder({ serverIp: o.serverIp, decide: o.decide }));
+  return out;
 }

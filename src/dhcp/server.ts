@@ -1,23 +1,31 @@
 /**
  * DHCP edge: UDP 67 (and the PXE boot-server port 4011), bound to one interface, decoding requests, asking
- * the responders in order, sending their answers. Malformed packets are dropped and the loop goes on.
+ * the responders in order, sending their answers. Malformed packets are dropped and the loop goes on. Each
+ * request and what became of it goes on the bus (dhcp.request, or bsdp.request for the BSDP responder's),
+ * typed here from the packets: the answer's message type, the boot file, what the policy said.
  */
-import { ServiceError } from "../errors.ts";
+import { firmwareOf } from "../boot/policy.ts";
 import type { BootClient } from "../boot/types.ts";
+import { ServiceError } from "../errors.ts";
+import type { DhcpAnswerType, EventInput, EventSink } from "../events.ts";
+import type { Mac } from "../wire/mac.ts";
 import { ThrottledNotice, type Logger } from "../log.ts";
 import { bindSocketToDevice } from "../net/device.ts";
-import { openUdp, type UdpSocket } from "../net/udp.ts";
+import { openUdp, PortError, type UdpSocket } from "../net/udp.ts";
 import { formatIPv4 } from "../wire/ipv4.ts";
 import { bootClientFromDhcp } from "./client.ts";
 import { broadcastError } from "./probe.ts";
-import { DHCP_SERVER_PORT, Op, Opt, PXE_PORT, messageTypeName } from "./constants.ts";
-import { clientMac, decodeDhcpPacket, encodeDhcpPacket, optU8, type DhcpPacket } from "./packet.ts";
+import { DHCP_SERVER_PORT, MessageType, Op, Opt, PXE_PORT, messageTypeName } from "./constants.ts";
+import { clientMac, decodeDhcpPacket, encodeDhcpPacket, optString, optU8, type DhcpPacket } from "./packet.ts";
 import { DHCP_RATE, RateLimiter, type RateLimitOptions } from "./rate.ts";
 import type { DhcpAnswer, DhcpRequest, Responder } from "./responders.ts";
-import { replyDestination, type TransmitOptions } from "./transmit.ts";
+import { replyDestination } from "./transmit.ts";
+import type { TransmitOptions } from "../config.ts";
+import type { BootDecision } from "../boot/types.ts";
 
 export interface DhcpServerOptions {
-  responders: readonly Responder[];
+  /** Who answers, in order; without them the sockets are bound and requests wait for `serve` (queued, bounded). */
+  responders?: readonly Responder[] | undefined;
   /** Interface to serve (and to bind the sockets to); undefined only in tests on loopback. */
   iface: string | undefined;
   /** Address the sockets listen on: 0.0.0.0 to hear broadcasts. */
@@ -28,8 +36,10 @@ export interface DhcpServerOptions {
   log: Logger;
   runtime?: "bun" | "node";
   transmit?: TransmitOptions;
-  /** Every request and what became of it (events, tests). */
-  onExchange?: (e: DhcpExchange) => void;
+  /** Where every request and what became of it goes (dhcp.request, bsdp.request). */
+  events?: EventSink | undefined;
+  /** A client's address as its own packets show it (not through a relay): the neighbour table learns it. */
+  learn?: ((address: string, mac: Mac) => void) | undefined;
   /**
    * How the sockets keep to --iface: "bound" binds them to it (SO_BINDTODEVICE on Linux, IP_BOUND_IF on
    * macOS, which restricts only sending there); "filtered" asks every datagram's receiving interface and
@@ -51,16 +61,19 @@ export interface DhcpServerOptions {
 export interface DhcpExchange {
   mac: string;
   type: string;
-  from: string;
+  /** The request (its ciaddr, giaddr). */
+  packet: DhcpPacket;
+  /** The source address and port it came from (a relay's, when relayed). */
+  from: { address: string; port: number };
   /** Asked on the PXE boot-server port (4011). */
   viaPxePort: boolean;
-  /** The relay it came through (giaddr), when relayed. */
-  relay: string | undefined;
-  /** The request as the boot policy sees it. */
+  /** The client as the boot policy sees it. */
   client: BootClient;
-  responder: string | undefined;
-  answers: Array<{ packet: DhcpPacket; note: string; to: string }>;
+  responder: Responder | undefined;
+  answers: Array<DhcpAnswer & { to: string }>;
   ignored: string | undefined;
+  /** What the policy said, when the responder asked it and did not answer. */
+  decision: BootDecision | undefined;
 }
 
 export interface DhcpServerHandle {
@@ -68,8 +81,13 @@ export interface DhcpServerHandle {
   readonly pxePort: number | undefined;
   /** How the sockets are tied to the interface ("SO_BINDTODEVICE"), or why they are not. */
   readonly binding: string;
+  /** Starts answering (when bound without responders): what arrived meanwhile is answered now, in order. */
+  serve(responders: readonly Responder[], commit?: () => Promise<void>): void;
   close(): Promise<void>;
 }
+
+/** Requests held at most while the sockets wait for their responders (the rest are dropped: clients retry). */
+const HELD = 1024;
 
 export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServerHandle> {
   const host = opts.host ?? "0.0.0.0";
@@ -117,10 +135,17 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
     return sock;
   };
 
+  let responders = opts.responders;
+  let commit = opts.commit;
+  const held: Array<() => void> = [];
   const rate = opts.rate ?? DHCP_RATE;
   const limiter = new RateLimiter(rate);
   const limited = new ThrottledNotice((line) => opts.log.warn(line));
-  const handle = (sock: UdpSocket, data: Uint8Array, address: string, port: number, viaPxePort: boolean) => {
+  const handle = (sock: UdpSocket, data: Uint8Array, address: string, port: number, viaPxePort: boolean): void => {
+    if (!responders) {
+      if (held.length < HELD) held.push(() => handle(sock, data, address, port, viaPxePort));
+      return;
+    }
     let packet: DhcpPacket;
     try {
       packet = decodeDhcpPacket(data);
@@ -136,8 +161,10 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
     }
     const type = messageTypeName(optU8(packet, Opt.MessageType));
     const req: DhcpRequest = { packet, client: bootClientFromDhcp(packet), viaPxePort, source: { address, port } };
-    const exchange: DhcpExchange = { mac, type, from: `${address}:${port}`, viaPxePort, relay: packet.giaddr ? formatIPv4(packet.giaddr) : undefined, client: req.client, responder: undefined, answers: [], ignored: undefined };
-    for (const r of opts.responders) {
+    const exchange: DhcpExchange = { mac, type, packet, from: { address, port }, viaPxePort, client: req.client, responder: undefined, answers: [], ignored: undefined, decision: undefined };
+    // Its own packet from its own address (not a relay's, not 0.0.0.0): which MAC is behind that address.
+    if (!packet.giaddr && address !== "0.0.0.0") opts.learn?.(address, mac as Mac);
+    for (const r of responders) {
       let out;
       try {
         out = r.handle(req);
@@ -146,19 +173,20 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
         return;
       }
       if (out === undefined) continue;
-      exchange.responder = r.name;
+      exchange.responder = r;
       if ("ignore" in out) {
         exchange.ignored = out.ignore;
+        exchange.decision = out.decision;
         opts.log.debug(`${exchange.mac} ${type}${viaPxePort ? " (port 4011)" : ""}: ignored by ${r.name}: ${out.ignore}`);
         break;
       }
-      if (out.durable && opts.commit) {
+      if (out.durable && commit) {
         const answers = out.answers;
-        opts.commit().then(
+        commit().then(
           () => send(sock, req, exchange, answers),
           (err) => {
             opts.log.warn(`${exchange.mac} ${type}: not answered, the lease could not be written: ${(err as Error).message}`);
-            opts.onExchange?.({ ...exchange, ignored: "lease not written" });
+            report({ ...exchange, ignored: "lease not written" });
           },
         );
         return;
@@ -167,8 +195,10 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
       return;
     }
     if (!exchange.responder) opts.log.debug(`${exchange.mac} ${type}: no responder took it`);
-    opts.onExchange?.(exchange);
+    report(exchange);
   };
+
+  const report = (e: DhcpExchange) => opts.events?.(exchangeEvent(e));
 
   const send = (sock: UdpSocket, req: DhcpRequest, exchange: DhcpExchange, answers: readonly DhcpAnswer[]) => {
     const { packet, viaPxePort } = req;
@@ -182,10 +212,10 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
         opts.log.warn(`could not send to ${to.address}:${to.port}: ${b ? `${b.message}; ${b.hint ?? ""}` : (err as Error).message}`);
         continue;
       }
-      exchange.answers.push({ packet: a.packet, note: a.note, to: `${to.address}:${to.port}` });
+      exchange.answers.push({ ...a, to: `${to.address}:${to.port}` });
       opts.log.info(`${exchange.mac} ${exchange.type}${viaPxePort ? " on port 4011" : ""}${packet.giaddr ? ` via relay ${formatIPv4(packet.giaddr)}` : ""} → ${a.note}`);
     }
-    opts.onExchange?.(exchange);
+    report(exchange);
   };
 
   const main = await open(opts.serverPort ?? DHCP_SERVER_PORT, false);
@@ -202,10 +232,49 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
     port: main.port,
     pxePort: pxe?.port,
     binding: opts.iface ? [...new Set(bindings)].join(", ") : "no interface (all)",
+    serve(r, c) {
+      responders = r;
+      commit = c;
+      for (const h of held.splice(0)) h();
+    },
     async close() {
       for (const s of sockets) s.close();
     },
   };
+}
+
+/**
+ * A request and what became of it, as the bus carries it. The host's address is what its own packets show:
+ * ciaddr, else the source of a packet that did not come through a relay (a relay's address is not the
+ * host's), else the address our answer gives it.
+ */
+export function exchangeEvent(e: DhcpExchange): EventInput {
+  const answer = e.answers[0];
+  const relayed = e.packet.giaddr !== 0;
+  const ip = e.packet.ciaddr ? formatIPv4(e.packet.ciaddr) : !relayed && e.from.address !== "0.0.0.0" ? e.from.address : answer?.packet.yiaddr ? formatIPv4(answer.packet.yiaddr) : undefined;
+  const decision = answer?.decision ?? e.decision;
+  const file = answer ? (optString(answer.packet, Opt.BootfileName) ?? (answer.packet.file || undefined)) : undefined;
+  const mac = e.mac as Mac;
+  if (e.responder?.protocol === "bsdp") return { type: "bsdp.request", mac, ip, message: e.type, answer: answer?.bsdp, file, ignored: e.ignored };
+  return {
+    type: "dhcp.request",
+    mac,
+    ip,
+    message: e.type,
+    port: e.viaPxePort ? 4011 : 67,
+    relay: relayed ? formatIPv4(e.packet.giaddr) : undefined,
+    answer: answer ? answerType(answer.packet) : undefined,
+    file,
+    ignored: e.ignored,
+    firmware: firmwareOf(e.client),
+    decision: decision?.action,
+    reason: decision === undefined ? undefined : decision.action === "boot" ? decision.why : decision.reason,
+  };
+}
+
+function answerType(p: DhcpPacket): DhcpAnswerType | undefined {
+  const t = optU8(p, Opt.MessageType);
+  return t === MessageType.Offer ? "OFFER" : t === MessageType.Ack ? "ACK" : t === MessageType.Nak ? "NAK" : undefined;
 }
 
 /** A port the filtered socket could not bind: the same words as for the plain socket. */
@@ -214,7 +283,7 @@ function udpBindError(err: unknown, port: number, viaPxePort: boolean): ServiceE
   const inUse = errno === 48 || errno === 98; // EADDRINUSE: darwin, Linux
   const denied = errno === 13 || errno === 1; // EACCES, EPERM
   const flag = viaPxePort ? "" : " (or --dhcp-port N)";
-  if (inUse) return new ServiceError("E_DHCP_PORT_IN_USE", `DHCP port ${port} is already in use`, `stop the other server${flag}${process.platform === "darwin" ? "; on macOS, Internet Sharing runs bootpd (System Settings > General > Sharing)" : ""}`);
-  if (denied) return new ServiceError("E_DHCP_PORT_DENIED", `no permission to use DHCP port ${port}`, `run with sudo${flag}`);
+  if (inUse) return new PortError("in-use", "E_DHCP_PORT_IN_USE", `DHCP port ${port} is already in use`, `stop the other server${flag}${process.platform === "darwin" ? "; on macOS, Internet Sharing runs bootpd (System Settings > General > Sharing)" : ""}`);
+  if (denied) return new PortError("denied", "E_DHCP_PORT_DENIED", `no permission to use DHCP port ${port}`, `run with sudo${flag}`);
   return new ServiceError("E_DHCP_LISTEN", `cannot open DHCP socket on port ${port}: ${(err as Error).message}`);
 }

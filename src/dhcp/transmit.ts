@@ -1,4 +1,5 @@
 /** Where a reply goes: RFC 2131 §4.1's decision table, for our UDP sockets. Pure. */
+import type { TransmitOptions } from "../config.ts";
 import { formatIPv4 } from "../wire/ipv4.ts";
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, MessageType, Opt } from "./constants.ts";
 import { optU8, type DhcpPacket } from "./packet.ts";
@@ -8,13 +9,6 @@ export interface Destination {
   port: number;
   /** Sent to the limited broadcast address: needs SO_BROADCAST, goes out of the bound interface only. */
   broadcast: boolean;
-}
-
-export interface TransmitOptions {
-  /** Client port (68); tests move it. */
-  clientPort?: number;
-  /** Limited broadcast address (255.255.255.255); tests point it at loopback. */
-  broadcastAddress?: string;
 }
 
 /**

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { networkInterfaces } from "node:os";
+import { DEFAULTS } from "../config.ts";
 import { probeDhcpServers } from "../dhcp/probe.ts";
 import { loadIpxeBinaries } from "../files/ipxe.ts";
 import type { Logger } from "../log.ts";
@@ -29,16 +30,16 @@ export interface DoctorOptions {
 }
 
 const PORTS: ReadonlyArray<{ transport: "udp" | "tcp"; port: number; what: string }> = [
-  { transport: "udp", port: 67, what: "DHCP" },
-  { transport: "udp", port: 69, what: "TFTP" },
-  { transport: "udp", port: 4011, what: "proxyDHCP boot server" },
+  { transport: "udp", port: DEFAULTS.dhcpPort, what: "DHCP" },
+  { transport: "udp", port: DEFAULTS.tftpPort, what: "TFTP" },
+  { transport: "udp", port: DEFAULTS.pxePort, what: "proxyDHCP boot server" },
 ];
 
 export async function runDoctor(opts: DoctorOptions): Promise<Finding[]> {
   const run = opts.run ?? runCommand;
   const root = process.getuid?.() === 0;
   const platform = process.platform;
-  const http = opts.httpPort ?? 80;
+  const http = opts.httpPort ?? DEFAULTS.httpPort;
   const out: Finding[] = [];
   out.push(...privileges(root, platform, opts.program));
   for (const p of [...PORTS, { transport: "tcp" as const, port: http, what: "HTTP" }]) out.push(await portFinding(p, root, platform, run));
@@ -144,10 +145,10 @@ async function dhcpFinding(iface: string, root: boolean, opts: DoctorOptions): P
   const addr = listIPv4().find((a) => a.iface === iface)!;
   if (!addr.mac) return { level: "info", text: `other DHCP servers on ${iface}: not looked for (no MAC to ask with)` };
   // Before serving, any answer is another server's, this machine's own (a dnsmasq here) included.
-  const probe = await probeDhcpServers({ iface, mac: addr.mac, ownIp: 0, log: opts.log, timeoutMs: opts.probeMs ?? 3000 });
+  const probe = await probeDhcpServers({ iface, mac: addr.mac, ownIp: 0, log: opts.log, timeoutMs: opts.probeMs ?? DEFAULTS.probeMs });
   if (probe.uncertain) return { level: "warn", text: `other DHCP servers on ${iface}: ${probe.uncertain}`, fix: "--dhcp auto then runs as proxyDHCP; pass --dhcp server --force only on a link without one" };
   if (probe.servers.length) return { level: "info", text: `DHCP server(s) ${probe.servers.join(", ")} answer on ${iface}: --dhcp auto runs netboot as proxyDHCP beside them (addresses come from them)` };
-  return { level: "ok", text: `no other DHCP server answered on ${iface} in ${((opts.probeMs ?? 3000) / 1000).toFixed(0)} s: --dhcp auto makes netboot this link's DHCP server` };
+  return { level: "ok", text: `no other DHCP server answered on ${iface} in ${((opts.probeMs ?? DEFAULTS.probeMs) / 1000).toFixed(0)} s: --dhcp auto makes netboot this link's DHCP server` };
 }
 
 /** Bit `cap` of this process's effective capabilities (Linux). */

@@ -5,6 +5,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
+import { DEFAULTS } from "../config.ts";
 
 export interface Finding {
   level: "ok" | "info" | "warn" | "fail";
@@ -26,7 +27,7 @@ const UDP_PORTS = "67,69,4011";
 export function firewallFindings(opts: { root: boolean; platform: string; run?: Run; readFile?: (p: string) => string | undefined; httpPort?: number }): Finding[] {
   const run = opts.run ?? runCommand;
   const read = opts.readFile ?? ((p: string) => (existsSync(p) ? readFileSync(p, "utf8") : undefined));
-  const http = opts.httpPort ?? 80;
+  const http = opts.httpPort ?? DEFAULTS.httpPort;
   const out: Finding[] = [];
   if (opts.platform === "darwin") return macFirewall(run, out);
 
@@ -65,7 +66,7 @@ export function firewallFindings(opts: { root: boolean; platform: string; run?: 
 }
 
 /** `nft -j list ruleset`: input-hook chains that drop by default, or end in a drop or reject. */
-export function nftFindings(json: string, http = 80): Finding[] {
+export function nftFindings(json: string, http: number = DEFAULTS.httpPort): Finding[] {
   let data: { nftables?: Array<Record<string, Record<string, unknown>>> };
   try {
     data = JSON.parse(json);

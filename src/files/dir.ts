@@ -5,6 +5,7 @@
  */
 import { close, open } from "node:fs";
 import { readdir, realpath, stat } from "node:fs/promises";
+import { LIMITS } from "../config.ts";
 import { join, sep } from "node:path";
 import { SourceError } from "../errors.ts";
 import { lookupKey, splitPath } from "../iso/names.ts";
@@ -12,7 +13,7 @@ import { preadExact, sourceErrorFromFs } from "./source.ts";
 import type { FileData, FileInfo, FileTree } from "./tree.ts";
 
 /** Directory listings kept this long: a mounted ISO never changes, an extracted tree rarely does. */
-const LISTING_TTL_MS = 2000;
+const LISTING_TTL_MS = LIMITS.dirListingTtlMs;
 
 interface Listing {
   at: number;

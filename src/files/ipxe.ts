@@ -7,6 +7,8 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
+import { ConfigError } from "../errors.ts";
+import type { Logger } from "../log.ts";
 
 export const IPXE_FILES = ["undionly.kpxe", "snponly.efi", "ipxe.efi"] as const;
 export type IpxeFile = (typeof IPXE_FILES)[number];
@@ -33,6 +35,21 @@ export async function loadIpxeBinaries(dir?: string): Promise<IpxeBinaries> {
     return { files, source: "embedded in this executable (Debian's ipxe package)", missing: IPXE_FILES.filter((f) => !files.has(f)) };
   }
   return fromDirs(SYSTEM_DIRS, "the system");
+}
+
+/** The binaries to serve, with what is missing said once (and --ipxe-dir that holds none refused). */
+export async function loadIpxe(dir: string | undefined, log: Logger): Promise<IpxeBinaries> {
+  const ipxe = await loadIpxeBinaries(dir);
+  if (dir && ipxe.files.size === 0) throw new ConfigError("E_IPXE_DIR", `--ipxe-dir ${dir}: no undionly.kpxe, snponly.efi or ipxe.efi there`);
+  if (ipxe.missing.length) {
+    log.warn(
+      `iPXE binaries missing: ${ipxe.missing.join(", ")} (looked in ${ipxe.source}); install Debian's ipxe package or pass --ipxe-dir. ` +
+        `${ipxe.missing.includes("undionly.kpxe") ? "BIOS PXE clients cannot boot. " : ""}${ipxe.missing.includes("snponly.efi") ? "UEFI PXE clients get the ESXi loader by TFTP instead." : ""}`,
+    );
+  } else {
+    log.info(`iPXE: ${[...ipxe.files.keys()].join(", ")} from ${ipxe.source}`);
+  }
+  return ipxe;
 }
 
 // --- internal ---

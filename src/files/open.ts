@@ -3,7 +3,8 @@
  * (a mounted ISO or an extracted tree), an http(s) URL of an ISO (or of a zip holding one), or a zip.
  * ISO and zip are told apart by their bytes, not by the name.
  */
-import { stat } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
+import { defaultCacheDir } from "../config.ts";
 import { IsoError, SourceError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { openDirTree } from "./dir.ts";
@@ -60,9 +61,21 @@ export async function openTree(spec: string, opts: OpenTreeOptions = {}): Promis
   }
 }
 
-/** /var/cache/netboot as root, else $XDG_CACHE_HOME/netboot or ~/.cache/netboot. */
-export function defaultCacheDir(): string {
-  if (process.getuid?.() === 0) return "/var/cache/netboot";
-  const xdg = process.env.XDG_CACHE_HOME;
-  return xdg ? `${xdg}/netboot` : `${process.env.HOME ?? "."}/.cache/netboot`;
+/**
+ * Whether the tree can still be read by this process (after root is dropped: a source in a directory
+ * closed to the account, /root, cannot): the reason when not. A local file is opened by its path, as the
+ * HTTP edge does for every answer (sendfile).
+ */
+export async function unreadable(tree: FileTree): Promise<string | undefined> {
+  const probe = (await tree.stat("boot.cfg")) ?? (await tree.list("/")).find((f) => f.type === "file");
+  try {
+    if (probe?.type === "file") {
+      const data = await tree.open(probe);
+      if (data.local) await (await open(data.local.path, "r")).close();
+      else await data.read(0, Math.min(probe.size, 1));
+    }
+    return undefined;
+  } catch (err) {
+    return (err as Error).message.split("\n")[0];
+  }
 }

@@ -22,6 +22,7 @@
  *   ETag or size), is reported and the source refuses all further reads: never bytes of two versions.
  */
 import { createHash } from "node:crypto";
+import { LIMITS } from "../config.ts";
 import { SourceError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ByteSource } from "./source.ts";
@@ -78,10 +79,9 @@ export interface UrlSource extends ByteSource {
   readonly diskCache: { path: string; present: number; blocks: number } | undefined;
 }
 
-const DEFAULTS = { blockSize: 1 << 20, memoryBytes: 64 << 20, readAhead: 4, maxConcurrent: 8, retries: 5, backoffMs: 100, timeoutMs: 30_000 };
 
 export async function openUrlSource(url: string, options: UrlSourceOptions = {}): Promise<UrlSource> {
-  const o = { ...DEFAULTS, ...options };
+  const o = { ...LIMITS.url, ...options };
   const shown = redact(url);
   const client = o.client ?? defaultUrlClient();
   const transport = client === "fetch" ? fetchTransport(o.timeoutMs) : await undiciTransport(o.maxConcurrent, o.timeoutMs);

@@ -1,30 +1,31 @@
 /**
- * The HTTP API beside the boot files:
+ * The HTTP API beside the boot files, one route per line:
  *
  *   GET  /                                  the status page (ui/status.html)
+ *   GET  /metrics                           Prometheus text format 0.0.4
  *   GET  /api/status                        mode, interface, images, BSDP, counts by phase, recent warnings
  *   GET  /api/hosts                         every machine seen or listed (no secrets, no tokens)
  *   GET  /api/hosts/<mac>                   one machine, with its last events
+ *   GET  /api/hosts/<mac>/log               the installer's log it sent to failed_url
  *   GET  /api/events                        the event bus live, as Server-Sent Events (browsers, curl -N)
  *   GET|POST /api/hosts/<mac>/done?token=   the kickstart's %post: the install finished
- *   POST /api/hosts/<mac>/failed?token=     it failed; the body (the installer's log) is kept
- *   GET  /metrics                           Prometheus text format 0.0.4
+ *   GET|POST /api/hosts/<mac>/failed?token= it failed; a POST body (the installer's log) is kept
  *
- * A wrong or missing token is a 403. Written against the runtime-neutral HTTP app (http/handler.ts).
+ * A wrong or missing token is a 403. done and failed answer 200 once the store has them durably (a
+ * store that cannot be written: 503, and the write is retried). Written against the runtime-neutral HTTP
+ * app (http/handler.ts): handlers return responses as values.
  */
+import { timingSafeEqual } from "node:crypto";
 import type { ClientHint } from "../boot/files.ts";
-import type { EventBus, NetbootEvent } from "../events.ts";
+import { LIMITS } from "../config.ts";
+import { errorMessage } from "../errors.ts";
+import { PHASES, type EventBus, type NetbootEvent } from "../events.ts";
 import { textResponse, type HttpRequest, type HttpResponse } from "../http/handler.ts";
 import type { Logger, Warning } from "../log.ts";
 import { tryParseMac, type Mac } from "../wire/mac.ts";
 import type { HintWatcher } from "./explain.ts";
 import { Metrics } from "./metrics.ts";
-import { PHASES, type HostRegistry } from "./registry.ts";
-
-/** The installer's log kept from failed_url, at most. */
-const MAX_LOG = 1024 * 1024;
-/** An idle event stream gets a comment this often (proxies and Bun's idle timer keep it open). */
-const HEARTBEAT_MS = 15_000;
+import type { HostViews } from "./view.ts";
 
 /** What the server is doing, for the status page and /api/status. */
 export interface StatusInfo {
@@ -35,10 +36,12 @@ export interface StatusInfo {
   bsdp: boolean;
   tftp: boolean;
   secureBoot: boolean;
+  /** Where the hosts' state is kept (a path, or the database URL without its password). */
+  store: string;
 }
 
 export interface HostsApiOptions {
-  hosts: HostRegistry;
+  views: HostViews;
   bus: EventBus;
   log: Logger;
   status?: () => StatusInfo;
@@ -48,89 +51,107 @@ export interface HostsApiOptions {
   page?: (req: HttpRequest) => HttpResponse;
 }
 
+type Handler = (req: HttpRequest, params: { mac?: Mac }) => HttpResponse | Promise<HttpResponse>;
+interface Route {
+  methods: readonly string[];
+  /** Path segments; ":mac" matches a MAC (colons or dashes). */
+  path: readonly string[];
+  handle: Handler;
+}
+
 export function hostsApi(opts: HostsApiOptions): (parts: readonly string[], req: HttpRequest, client: ClientHint) => Promise<HttpResponse | undefined> {
-  const metrics = new Metrics(opts.bus, opts.hosts);
+  const metrics = new Metrics(opts.bus, opts.views);
   const started = new Date().toISOString();
-  return async (parts, req) => {
-    if (parts.length === 0 && opts.page && (req.method === "GET" || req.method === "HEAD")) return opts.page(req);
-    if (parts.length === 1 && parts[0] === "metrics") {
-      if (req.method !== "GET" && req.method !== "HEAD") return json(req, 405, { error: "GET only" });
-      return textResponse(req, 200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
+  const { views } = opts;
+  const store = views.store;
+  const read = ["GET", "HEAD"];
+  const known = (mac: Mac | undefined) => mac !== undefined && views.get(mac) !== undefined;
+
+  /** done and failed: only with the host's token, only for a listed host. */
+  const callback = (what: "done" | "failed"): Handler => async (req, { mac }) => {
+    const token = new URL(req.target, "http://netboot.invalid").searchParams.get("token");
+    if (!mac || !store.book.lookup(mac) || !tokenMatches(store.get(mac)?.token, token)) {
+      opts.log.warn(`${req.remoteAddress ?? "?"}: ${what} for ${mac ?? "?"} refused: ${token ? "wrong token" : "no token"}`);
+      return { ...json(req, 403, { error: "wrong or missing token" }), mac };
     }
-    if (parts[0] !== "api") return undefined;
-    const read = req.method === "GET" || req.method === "HEAD";
-    if (parts.length === 2 && parts[1] === "hosts") return read ? json(req, 200, { hosts: opts.hosts.all().map((s) => hostView(opts.hosts, s.mac)) }) : json(req, 405, { error: "GET only" });
-    if (parts.length === 2 && parts[1] === "status") return read ? json(req, 200, statusView(opts, started)) : json(req, 405, { error: "GET only" });
-    if (parts.length === 2 && parts[1] === "events") return read ? eventStream(req, opts.bus) : json(req, 405, { error: "GET only" });
-    if (parts.length === 3 && parts[1] === "hosts") {
-      const mac = tryParseMac(parts[2]!.replaceAll("-", ":"));
-      if (!mac || !opts.hosts.get(mac)) return json(req, 404, { error: "no such host (not listed, not seen)" });
-      return json(req, 200, { ...hostView(opts.hosts, mac), events: opts.hosts.get(mac)!.recent.map((e) => ({ time: new Date(e.time).toISOString(), text: e.text })) });
-    }
-    if (parts.length === 4 && parts[1] === "hosts" && (parts[3] === "done" || parts[3] === "failed")) {
-      const mac = tryParseMac(parts[2]!.replaceAll("-", ":"));
-      if (!mac) return json(req, 404, { error: "no such host" });
-      const token = new URL(req.target, "http://netboot.invalid").searchParams.get("token");
-      if (!opts.hosts.book.lookup(mac) || !opts.hosts.checkToken(mac, token)) {
-        opts.log.warn(`${req.remoteAddress ?? "?"}: ${parts[3]} for ${mac} refused: ${token ? "wrong token" : "no token"}`);
-        return { ...json(req, 403, { error: "wrong or missing token" }), mac };
-      }
-      if (parts[3] === "done") {
-        if (req.method !== "GET" && req.method !== "POST") return json(req, 405, { error: "GET or POST" });
-        opts.hosts.done(mac);
+    try {
+      if (what === "done") {
+        await store.done(mac);
         opts.log.info(`${mac}: install done (from ${req.remoteAddress ?? "?"})`);
-        return { ...json(req, 200, { ok: true }), mac, what: "done" };
+      } else {
+        const body = req.method === "POST" && req.body ? await req.body(LIMITS.hosts.maxFailureLog) : new Uint8Array(0);
+        const reason = new TextDecoder().decode(body).trim().split("\n").at(-1)?.slice(0, 200) || "the kickstart called failed_url";
+        await store.failed(mac, reason, body);
+        opts.log.warn(`${mac}: install failed: ${reason}`);
       }
-      const body = req.method === "POST" && req.body ? await req.body(MAX_LOG) : new Uint8Array(0);
-      const text = new TextDecoder().decode(body);
-      const reason = text.trim().split("\n").at(-1)?.slice(0, 200) || "the kickstart called failed_url";
-      opts.hosts.failed(mac, reason, body);
-      opts.log.warn(`${mac}: install failed: ${reason}`);
-      return { ...json(req, 200, { ok: true }), mac, what: "failed" };
+    } catch (err) {
+      // Kept in memory and retried; the installer hears it did not land yet.
+      return { ...json(req, 503, { error: `host store unavailable: ${errorMessage(err)}` }), mac };
+    }
+    return { ...json(req, 200, { ok: true }), mac };
+  };
+
+  const routes: Route[] = [
+    { methods: read, path: ["metrics"], handle: (req) => textResponse(req, 200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8") },
+    { methods: read, path: ["api", "hosts"], handle: (req) => json(req, 200, { hosts: views.all().map((s) => views.row(s.mac)) }) },
+    { methods: read, path: ["api", "status"], handle: (req) => json(req, 200, statusView(opts, started)) },
+    { methods: read, path: ["api", "events"], handle: (req) => eventStream(req, opts.bus) },
+    {
+      methods: read,
+      path: ["api", "hosts", ":mac"],
+      handle: (req, { mac }) => (known(mac) ? json(req, 200, { ...views.row(mac!), events: views.get(mac!)!.recent.map((e) => ({ time: new Date(e.time).toISOString(), text: e.text })) }) : json(req, 404, { error: "no such host (not listed, not seen)" })),
+    },
+    {
+      methods: read,
+      path: ["api", "hosts", ":mac", "log"],
+      handle: async (req, { mac }) => {
+        const log = mac && store.get(mac)?.failureLog ? await store.failureLog(mac) : undefined;
+        return log ? textResponse(req, 200, new TextDecoder().decode(log)) : json(req, 404, { error: "no installer log for this host" });
+      },
+    },
+    { methods: ["GET", "POST"], path: ["api", "hosts", ":mac", "done"], handle: callback("done") },
+    { methods: ["GET", "POST"], path: ["api", "hosts", ":mac", "failed"], handle: callback("failed") },
+  ];
+
+  return async (parts, req) => {
+    if (parts.length === 0 && opts.page && read.includes(req.method)) return opts.page(req);
+    if (parts[0] !== "api" && parts[0] !== "metrics") return undefined;
+    for (const r of routes) {
+      const params = match(r.path, parts);
+      if (!params) continue;
+      if (!r.methods.includes(req.method)) return json(req, 405, { error: `${r.methods.filter((m) => m !== "HEAD").join(" or ")} only` });
+      if (params.mac === null) return json(req, 404, { error: "no such host" });
+      return r.handle(req, { mac: params.mac });
     }
     return json(req, 404, { error: "no such API" });
   };
 }
 
-/** A host as /api/hosts shows it: documented field names, no variables, no tokens. */
-export function hostView(hosts: HostRegistry, mac: string) {
-  const s = hosts.get(mac as Mac)!;
-  const e = hosts.book.lookup(mac as Mac);
-  const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
-  const p = hosts.progress(mac as Mac);
-  return {
-    mac: s.mac,
-    listed: s.listed,
-    hostname: e?.hostname ?? null,
-    image: e?.image ?? (s.phase ? hosts.imageOf(mac as Mac) : null),
-    mode: e?.mode ?? null,
-    phase: s.phase ?? null,
-    ip: s.ip ?? e?.ip ?? null,
-    firmware: s.firmware ?? null,
-    platform: s.platform ?? null,
-    bytes: s.bytes,
-    progress: { bytes: p.bytes, total: p.total ?? null, rate: p.rate === undefined ? null : Math.round(p.rate) },
-    last_seen: iso(s.lastSeen),
-    last_event: s.lastEvent ?? null,
-    last_error: s.lastError ?? null,
-    last_error_at: iso(s.lastErrorAt),
-    hint: s.hint ?? null,
-    started_at: iso(s.startedAt),
-    done_at: iso(s.doneAt),
-    failed_at: iso(s.failedAt),
-    failure: s.failure ?? null,
-    answered: s.answered ?? null,
-  };
+/** The route's segments against the request's; a ":mac" segment that is no MAC gives mac null. */
+function match(path: readonly string[], parts: readonly string[]): { mac?: Mac | null } | undefined {
+  if (path.length !== parts.length) return undefined;
+  const out: { mac?: Mac | null } = {};
+  for (let i = 0; i < path.length; i++) {
+    if (path[i] === ":mac") out.mac = tryParseMac(parts[i]!.replaceAll("-", ":")) ?? null;
+    else if (path[i] !== parts[i]) return undefined;
+  }
+  return out;
+}
+
+function tokenMatches(want: string | undefined, got: string | null): boolean {
+  if (!want || !got || got.length !== want.length) return false;
+  return timingSafeEqual(Buffer.from(want), Buffer.from(got));
 }
 
 function statusView(opts: HostsApiOptions, started: string) {
   const counts: Record<string, number> = { seen: 0 };
   for (const p of PHASES) counts[p] = 0;
-  for (const s of opts.hosts.all()) {
+  for (const s of opts.views.all()) {
     if (s.phase) counts[s.phase] = (counts[s.phase] ?? 0) + 1;
     else counts.seen! += 1;
   }
   const st = opts.status?.();
+  const book = opts.views.store.book;
   return {
     started_at: started,
     mode: st?.mode ?? null,
@@ -139,10 +160,11 @@ function statusView(opts: HostsApiOptions, started: string) {
     tftp: st?.tftp ?? null,
     bsdp: st?.bsdp ?? null,
     secure_boot: st?.secureBoot ?? null,
+    store: st?.store ?? null,
     images: (st?.images ?? []).map((i) => ({ name: i.name, title: i.title, source: i.source, boot_bytes: i.bootBytes ?? null })),
     hosts: counts,
-    listed: opts.hosts.book.hosts.length,
-    unlisted: opts.hosts.book.unlisted,
+    listed: book.hosts.length,
+    unlisted: book.unlisted,
     link_hint: opts.hints?.linkHint() ?? null,
     warnings: (opts.warnings ?? []).slice(-20).map((w) => ({ time: new Date(w.time).toISOString(), level: w.level, text: w.tag ? `[${w.tag}] ${w.msg}` : w.msg })),
   };
@@ -164,7 +186,7 @@ function eventStream(req: HttpRequest, bus: EventBus): HttpResponse {
               let stop = () => {};
               const heartbeat = setInterval(() => {
                 if (!send(enc.encode(": ping\n\n"))) stop();
-              }, HEARTBEAT_MS);
+              }, LIMITS.api.heartbeatMs);
               heartbeat.unref?.();
               const unsubscribe = bus.subscribe((e: NetbootEvent) => {
                 if (!send(enc.encode(`data: ${JSON.stringify(e)}\n\n`))) stop();

@@ -7,8 +7,10 @@
  */
 import { readFileSync } from "node:fs";
 import { DEFAULT_KICKSTART } from "../boot/kickstart.ts";
+import type { ServeConfig } from "../config.ts";
 import { ConfigError } from "../errors.ts";
-import type { Mac } from "../wire/mac.ts";
+import type { Logger } from "../log.ts";
+import { parseMac, type Mac } from "../wire/mac.ts";
 import type { HostMode, KickstartSpec, LabFile, VarSpec } from "./lab.ts";
 
 export interface KickstartSource {
@@ -42,7 +44,8 @@ export interface HostBook {
   lookup(mac: Mac): HostEntry | undefined;
 }
 
-export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: NodeJS.ProcessEnv = process.env): HostBook {
+/** `secrets: false` (`netboot hosts`): who the hosts are, without reading their secrets (left empty). */
+export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: NodeJS.ProcessEnv = process.env, opts: { secrets?: boolean; templates?: boolean } = {}): HostBook {
   const defaultImage = lab.defaults.image ?? imageNames[0]!;
   const templates = new Map<string, KickstartSource>();
   const template = (ks: KickstartSpec | undefined): KickstartSource | undefined => {
@@ -50,13 +53,13 @@ export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: No
     const key = ks.kind === "default" ? "default" : ks.path;
     let t = templates.get(key);
     if (!t) {
-      t = { name: key, text: ks.kind === "default" ? DEFAULT_KICKSTART : readText(ks.path, "kickstart") };
+      t = { name: key, text: ks.kind === "default" ? DEFAULT_KICKSTART : opts.templates === false ? "" : readText(ks.path, "kickstart") };
       templates.set(key, t);
     }
     return t;
   };
   const hosts = lab.hosts.map((h): HostEntry => {
-    const { vars, secrets } = resolveVars({ ...lab.defaults.vars, ...h.vars }, `${h.at}: ${h.hostname ?? h.mac}`, env);
+    const { vars, secrets } = resolveVars({ ...lab.defaults.vars, ...h.vars }, `${h.at}: ${h.hostname ?? h.mac}`, env, opts.secrets !== false);
     return {
       mac: h.mac,
       hostname: h.hostname,
@@ -83,6 +86,35 @@ export function bookFromFlags(opts: { allow: readonly Mac[]; allowAny: boolean; 
   return makeBook(hosts.length > 0, hosts.length > 0 ? "deny" : "interactive", hosts, { image: opts.image, kickstart: undefined });
 }
 
+/**
+ * The book a server runs with: the lab file's, or the command line's (--allow, --allow-any, --ks). A
+ * kickstart wipes disks, so --ks needs the machines listed or --allow-any; with a lab file the kickstarts
+ * come from it.
+ */
+export function bookFor(config: ServeConfig, lab: LabFile | undefined, imageNames: readonly string[]): HostBook {
+  if (lab) {
+    if (config.boot.ks) throw new ConfigError("E_KS", "--ks and a lab file: give the kickstart in the lab file (defaults: kickstart:, or per host)");
+    return bookFromLab(lab, imageNames);
+  }
+  const allow = config.hosts.allow.map((m) => parseMac(m));
+  if (config.boot.ks && allow.length === 0 && !config.hosts.allowAny) {
+    throw new ConfigError("E_KS_UNLISTED", "a kickstart wipes disks: list the machines with --allow MAC,… or pass --allow-any (every machine that network-boots here gets it)");
+  }
+  return bookFromFlags({ allow, allowAny: config.hosts.allowAny, ks: config.boot.ks, image: imageNames[0]! });
+}
+
+/** What the book means for this run, in the log: how many hosts in which mode, what unlisted machines get. */
+export function describeBook(book: HostBook, log: Logger): void {
+  if (book.hosts.length) {
+    const modes = new Map<string, number>();
+    for (const h of book.hosts) modes.set(h.mode, (modes.get(h.mode) ?? 0) + 1);
+    log.info(`hosts: ${book.hosts.length} listed (${[...modes].map(([m, n]) => `${n} ${m}`).join(", ")}); unlisted machines: ${book.unlisted === "deny" ? "no boot answer" : book.unlisted === "interactive" ? "the interactive installer, no kickstart" : "the kickstart"}`);
+    const install = book.hosts.filter((h) => h.mode === "install");
+    if (install.length) log.warn(`mode install: ${install.map((h) => h.hostname ?? h.mac).join(", ")} reinstall on every network boot`);
+  }
+  if (book.unlisted === "kickstart") log.warn("--allow-any: every machine that network-boots from this server gets the kickstart and is wiped");
+}
+
 // --- internal ---
 
 function makeBook(listed: boolean, unlisted: HostBook["unlisted"], hosts: HostEntry[], fallback: HostBook["fallback"]): HostBook {
@@ -98,12 +130,15 @@ function readText(path: string, what: string): string {
   }
 }
 
-function resolveVars(specs: Record<string, VarSpec>, who: string, env: NodeJS.ProcessEnv): { vars: Record<string, string>; secrets: Set<string> } {
+function resolveVars(specs: Record<string, VarSpec>, who: string, env: NodeJS.ProcessEnv, read = true): { vars: Record<string, string>; secrets: Set<string> } {
   const vars: Record<string, string> = {};
   const secrets = new Set<string>();
   for (const [name, spec] of Object.entries(specs)) {
     if ("value" in spec) vars[name] = spec.value;
-    else if ("env" in spec) {
+    else if (!read) {
+      vars[name] = "";
+      secrets.add(name);
+    } else if ("env" in spec) {
       const v = env[spec.env];
       if (v === undefined) throw new ConfigError("E_LAB_VAR", `${who}: vars.${name}: the environment variable ${spec.env} is not set`);
       vars[name] = v;

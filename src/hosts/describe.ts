@@ -1,6 +1,7 @@
 /**
- * One event as one short line for a person: the last events of a machine (the status page, `/api/hosts/<mac>`),
- * the plain lines of a run whose output is not a terminal. No secrets: events carry none.
+ * The prose, in one place: one event as one short line for a person (the last events of a machine on the
+ * status page and at `/api/hosts/<mac>`, the plain lines of a run whose output is not a terminal), made
+ * from the events' typed fields. Nothing reads these words back. No secrets: events carry none.
  */
 import type { NetbootEvent } from "../events.ts";
 
@@ -18,7 +19,7 @@ export function describeEvent(e: NetbootEvent): string | undefined {
       return `TFTP ${e.file}: ${formatBytes(e.size)}, blksize ${e.blksize}, windowsize ${e.windowsize}`;
     case "tftp.end":
       if (e.outcome === "sent") return `TFTP ${e.file} sent: ${formatBytes(e.bytes)} in ${e.seconds.toFixed(1)} s${e.retransmits ? `, ${e.retransmits} retransmits` : ""}`;
-      if (isSizeProbe(e)) return `TFTP ${e.file}: size query (tsize), then error 8 from the client: normal`;
+      if (e.sizeProbe) return `TFTP ${e.file}: size query (tsize), then error 8 from the client: normal`;
       return `TFTP ${e.file} ${e.outcome}${e.reason ? `: ${e.reason}` : ""}`;
     case "http.end":
       return `${e.method} ${e.path} ${e.status}${e.bytes ? ` (${formatBytes(e.bytes)})` : ""}${e.status >= 400 && e.note ? `: ${e.note}` : ""}`;
@@ -29,7 +30,9 @@ export function describeEvent(e: NetbootEvent): string | undefined {
     case "ks.served":
       return e.refused ? `kickstart refused: ${e.refused}` : `kickstart for ${e.image} sent`;
     case "host.phase":
-      return `phase ${e.previous ?? "-"} → ${e.phase}`;
+      return `phase ${e.previous ?? "-"} → ${e.phase}${e.restart ? " (a new install)" : ""}`;
+    case "host.armed":
+      return "armed again: its next network boot installs";
     case "host.done":
       return `install done${e.seconds !== undefined ? ` after ${formatDuration(e.seconds)}` : ""}`;
     case "host.failed":
@@ -39,11 +42,6 @@ export function describeEvent(e: NetbootEvent): string | undefined {
     default:
       return undefined;
   }
-}
-
-/** edk2 and curl ask for the size (tsize) and end the transfer with error 8 once they have it. */
-export function isSizeProbe(e: Extract<NetbootEvent, { type: "tftp.end" }>): boolean {
-  return e.outcome === "refused" && (e.reason ?? "").includes("size query");
 }
 
 export function formatBytes(n: number): string {

@@ -4,15 +4,16 @@
  * (a host's state and the time in, a hint or nothing out); the watcher applies it every two seconds, puts
  * the hint on the host (terminal view, status page, /api/hosts), logs each new one once and emits it.
  *
- * The waits are what real firmware and loaders take on a healthy link, with room (shared/e2e timings):
- * a PXE client REQUESTs within a second of the OFFER; iPXE asks for its script a few seconds after it is
- * sent (15 s when it first waits for IPv6 autoconfiguration); the loader asks for a module right after its
- * boot.cfg; a module never pauses for a minute.
+ * The waits (LIMITS.waits) are what real firmware and loaders take on a healthy link, with room (the QEMU
+ * lab's timings): a PXE client REQUESTs within a second of the OFFER; iPXE asks for its script a few
+ * seconds after it is sent (15 s when it first waits for IPv6 autoconfiguration); the loader asks for a
+ * module right after its boot.cfg; a module never pauses for a minute.
  */
+import { LIMITS } from "../config.ts";
 import type { EventBus } from "../events.ts";
 import type { Logger } from "../log.ts";
 import type { Mac } from "../wire/mac.ts";
-import type { HostRegistry, HostState } from "./registry.ts";
+import type { HostViews, HostState } from "./view.ts";
 
 export interface Hint {
   code: string;
@@ -29,18 +30,7 @@ export interface ExplainContext {
   progress: { bytes: number; total: number | undefined };
 }
 
-const S = 1000;
-export const WAIT = {
-  request: 10 * S,
-  bootFile: 20 * S,
-  script: 25 * S,
-  loader: 20 * S,
-  bootcfg: 20 * S,
-  module: 30 * S,
-  stall: 60 * S,
-  kickstart: 180 * S,
-  quiet: 60 * S,
-} as const;
+export const WAIT = LIMITS.waits;
 
 export function explain(s: HostState, now: number, ctx: ExplainContext): Hint | undefined {
   const m = s.marks;
@@ -48,7 +38,7 @@ export function explain(s: HostState, now: number, ctx: ExplainContext): Hint | 
   const after = (a: number | undefined, b: number | undefined) => a !== undefined && (b === undefined || b < a);
   if (s.phase === "done" || s.phase === "failed") return undefined;
   // Before a restart: how long it has been quiet says nothing about the boot (it may be long over).
-  if (s.restored) return { code: "restored", level: "info", text: `${s.phase} before netboot restarted; nothing heard from it since` };
+  if (s.restored && s.phase) return { code: "restored", level: "info", text: `${s.phase} before netboot restarted; nothing heard from it since` };
   if (!s.phase) {
     if (s.answered?.startsWith("no boot answer") && !s.listed && /not listed|not allowed/.test(s.answered)) {
       return { code: "not-listed", level: "info", text: `not listed, so it gets no boot answer: add it to the lab file's hosts: (or --allow ${s.mac})` };
@@ -122,7 +112,8 @@ export function quietText(seconds: number): string {
  * logged once (and emitted as host.hint); a hint that clears emits an empty one.
  */
 export class HintWatcher {
-  readonly #hosts: HostRegistry;
+  readonly #hosts: HostViews;
+  readonly #armed: (mac: Mac) => boolean;
   readonly #bus: EventBus;
   readonly #log: Logger;
   readonly #mode: () => string;
@@ -131,8 +122,10 @@ export class HintWatcher {
   #lastPacket: number;
   #quietSaid = false;
 
-  constructor(opts: { hosts: HostRegistry; bus: EventBus; log: Logger; mode: () => string; intervalMs?: number; now?: () => number }) {
+  /** `armed`: the host gets a kickstart (HostPolicy.armed), so its installer should fetch one. */
+  constructor(opts: { hosts: HostViews; armed: (mac: Mac) => boolean; bus: EventBus; log: Logger; mode: () => string; intervalMs?: number; now?: () => number }) {
     this.#hosts = opts.hosts;
+    this.#armed = opts.armed;
     this.#bus = opts.bus;
     this.#log = opts.log;
     this.#mode = opts.mode;
@@ -144,7 +137,7 @@ export class HintWatcher {
         this.#quietSaid = false;
       }
     });
-    this.#timer = setInterval(() => this.tick(now()), opts.intervalMs ?? 2000);
+    this.#timer = setInterval(() => this.tick(now()), opts.intervalMs ?? LIMITS.hosts.hintEveryMs);
     this.#timer.unref?.();
   }
 
@@ -157,9 +150,9 @@ export class HintWatcher {
   tick(now: number): void {
     const mode = this.#mode();
     for (const s of this.#hosts.all()) {
-      const hint = explain(s, now, { mode, armed: this.#hosts.armed(s.mac).why === undefined, progress: this.#hosts.progress(s.mac, now) });
+      const hint = explain(s, now, { mode, armed: this.#armed(s.mac), progress: this.#hosts.progress(s.mac, now) });
       if (!this.#hosts.setHint(s.mac, hint)) continue;
-      const hostname = this.#hosts.book.lookup(s.mac)?.hostname;
+      const hostname = this.#hosts.store.book.lookup(s.mac)?.hostname;
       if (hint) (hint.level === "warn" ? this.#log.warn : this.#log.info)(`${who(s.mac, hostname)}: ${hint.text}`);
       this.#bus.emit({ type: "host.hint", mac: s.mac, ip: s.ip, hostname, code: hint?.code ?? "", level: hint?.level ?? "info", text: hint?.text ?? "" });
     }

@@ -1,19 +1,20 @@
 /**
  * /metrics in the Prometheus text format 0.0.4 (https://prometheus.io/docs/instrumenting/exposition_formats/),
- * written by hand: counters fed by the event bus, the hosts by phase read from the registry. No MAC labels
- * (one time series per machine would grow without bound); the per-machine view is /api/hosts.
+ * written by hand: counters fed by the event bus (labels from the events' typed fields: a DHCP answer's
+ * message type, a TFTP transfer's outcome), the hosts by phase read from the view. No MAC labels (one time
+ * series per machine would grow without bound); the per-machine view is /api/hosts.
  */
-import type { EventBus } from "../events.ts";
-import type { HostRegistry } from "./registry.ts";
+import { PHASES, type EventBus } from "../events.ts";
+import type { HostViews } from "./view.ts";
 
 type Counter = Map<string, number>;
 
 export class Metrics {
   readonly #counters = new Map<string, { help: string; values: Counter }>();
-  readonly #hosts: HostRegistry;
+  readonly #hosts: HostViews;
   readonly #started = Date.now();
 
-  constructor(bus: EventBus, hosts: HostRegistry) {
+  constructor(bus: EventBus, hosts: HostViews) {
     this.#hosts = hosts;
     const add = (name: string, help: string, labels: string, by = 1) => {
       let c = this.#counters.get(name);
@@ -32,7 +33,8 @@ export class Metrics {
           add("netboot_bsdp_requests_total", HELP.netboot_bsdp_requests_total, `message="${label(e.message)}"`);
           break;
         case "tftp.end":
-          add("netboot_tftp_transfers_total", HELP.netboot_tftp_transfers_total, `outcome="${label(e.outcome)}"`);
+          // A size query (tsize, then error 8 from the client) is a normal first step of edk2 and curl.
+          add("netboot_tftp_transfers_total", HELP.netboot_tftp_transfers_total, `outcome="${e.sizeProbe ? "size-query" : e.outcome}"`);
           add("netboot_tftp_bytes_total", HELP.netboot_tftp_bytes_total, "", e.bytes);
           break;
         case "http.end":
@@ -66,7 +68,7 @@ export class Metrics {
     const phases = new Map<string, number>();
     for (const s of this.#hosts.all()) phases.set(s.phase ?? "none", (phases.get(s.phase ?? "none") ?? 0) + 1);
     out.push("# HELP netboot_hosts Machines by phase (listed ones, and unlisted ones seen).", "# TYPE netboot_hosts gauge");
-    for (const p of ["none", "offered", "loader", "bootcfg", "modules", "kickstart", "installing", "done", "failed"]) out.push(`netboot_hosts{phase="${p}"} ${phases.get(p) ?? 0}`);
+    for (const p of ["none", ...PHASES]) out.push(`netboot_hosts{phase="${p}"} ${phases.get(p) ?? 0}`);
     out.push("# HELP netboot_uptime_seconds Seconds since netboot started.", "# TYPE netboot_uptime_seconds gauge", `netboot_uptime_seconds ${((Date.now() - this.#started) / 1000).toFixed(0)}`);
     return out.join("\n") + "\n";
   }
@@ -76,7 +78,7 @@ const HELP = {
   netboot_dhcp_requests_total: "DHCP requests received, by message type.",
   netboot_dhcp_answers_total: "DHCP answers sent, by message type.",
   netboot_bsdp_requests_total: "Apple BSDP requests received.",
-  netboot_tftp_transfers_total: "TFTP transfers ended, by outcome.",
+  netboot_tftp_transfers_total: "TFTP transfers ended, by outcome (sent, failed, refused, rejected, size-query).",
   netboot_tftp_bytes_total: "Bytes sent by TFTP.",
   netboot_http_requests_total: "HTTP requests answered, by status.",
   netboot_http_bytes_total: "Bytes sent by HTTP.",

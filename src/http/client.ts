@@ -7,6 +7,7 @@
  * (demo/mboot.ts) and the tests.
  */
 import { connect } from "node:net";
+import { PeerError } from "../errors.ts";
 
 export interface StrictResponse {
   status: number;
@@ -17,10 +18,11 @@ export interface StrictResponse {
   length: number;
 }
 
-export class StrictHttpError extends Error {
+/** An answer the loader would refuse, or no answer: what the strict client says. */
+export class StrictHttpError extends PeerError {
   readonly status: number | undefined;
   constructor(message: string, status: number | undefined) {
-    super(message);
+    super("E_HTTP_PEER", message);
     this.status = status;
   }
 }

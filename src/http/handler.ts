@@ -2,7 +2,7 @@
  * The HTTP application, independent of the server runtime: a request (method, path, headers) in, a response
  * description out. The edges (server.ts) render it with Bun.serve or node:http.
  */
-import type { BootFiles, ClientHint } from "../boot/files.ts";
+import type { BootFiles, ClientHint, FileKind } from "../boot/files.ts";
 import { checkRequestPath, httpPathRules } from "../files/paths.ts";
 import type { FileData } from "../files/tree.ts";
 import type { Mac } from "../wire/mac.ts";
@@ -36,10 +36,18 @@ export interface HttpResponse {
   body: HttpBody | undefined;
   /** For the access log. */
   path: string;
+  /** The MAC the answer was for, when the path names it (01-<mac>/…) or the client's address is known. */
   mac: Mac | undefined;
   note: string | undefined;
-  /** What was answered, for the event bus ("boot.cfg", "ks.cfg", "file", "EFI loader"…). */
-  what?: string | undefined;
+  /** What kind of boot file was answered (boot/files.ts), for the event bus. */
+  kind?: FileKind | undefined;
+  /** The image it came from. */
+  image?: string | undefined;
+}
+
+/** The status page, the API and the metrics: requests of the operator (and CI), not of a booting client. */
+export function isOperatorPath(path: string): boolean {
+  return path === "/" || path === "/metrics" || path === "/favicon.ico" || path.startsWith("/api/");
 }
 
 /** Extra routes served next to the boot files (iPXE script, status page, …): return undefined to pass. */
@@ -97,14 +105,15 @@ export function createHttpApp(opts: HttpAppOptions): (req: HttpRequest) => Promi
       return index(req, opts.files, base, server);
     }
     const resolved = await opts.files.resolve(parts, client);
-    if (resolved.kind === "missing") return { ...simple(404, "not found"), mac: resolved.mac, note: resolved.reason };
-    if (resolved.kind === "forbidden") return { ...simple(403, "forbidden"), mac: resolved.mac, note: resolved.reason, what: resolved.what };
-    if (resolved.kind === "directory") {
+    if (resolved.result === "missing") return { ...simple(404, "not found"), mac: resolved.mac, note: resolved.reason, kind: resolved.kind };
+    if (resolved.result === "forbidden") return { ...simple(403, "forbidden"), mac: resolved.mac, note: resolved.reason, kind: resolved.kind, image: resolved.image?.name };
+    if (resolved.result === "directory") {
       if (!path.endsWith("/")) return simple(301, "moved", { location: `${path}/` });
       return listing(req, resolved.image.tree.list(resolved.info.path), path, base, server);
     }
-    const generated = resolved.data.local === undefined && resolved.what !== "file";
-    return { ...fileResponse(req, resolved.data, { ...base, mac: resolved.mac, note: resolved.what === "file" ? undefined : resolved.what }, server, contentType(path), generated), what: resolved.what };
+    // Generated answers (boot.cfg per client, the iPXE script, a kickstart) must not be cached on the way.
+    const generated = resolved.data.local === undefined && resolved.kind !== "module";
+    return { ...fileResponse(req, resolved.data, { ...base, mac: resolved.mac, note: resolved.kind === "module" ? undefined : resolved.kind }, server, contentType(path), generated), kind: resolved.kind, image: resolved.image?.name };
   };
 }
 

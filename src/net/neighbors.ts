@@ -6,11 +6,13 @@
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { LIMITS } from "../config.ts";
+import { formatIPv4 } from "../wire/ipv4.ts";
 import { tryParseMac, type Mac } from "../wire/mac.ts";
 import { parseArpOutput, parseRouteDump } from "./darwin.ts";
 
 /** Addresses remembered at most (forged source addresses cannot grow the table past it). */
-const MAX_LEARNED = 8192;
+const MAX_LEARNED = LIMITS.hosts.maxNeighbors;
 
 export class Neighbors {
   readonly #learned = new Map<string, Mac>();
@@ -21,6 +23,11 @@ export class Neighbors {
     this.#learned.delete(address);
     this.#learned.set(address, mac);
     if (this.#learned.size > MAX_LEARNED) this.#learned.delete(this.#learned.keys().next().value!);
+  }
+
+  /** A lease of ours bound (an ACK): the address is that MAC's. */
+  leased(mac: Mac, ip: number): void {
+    this.learn(formatIPv4(ip), mac);
   }
 
   lookup(address: string): Mac | undefined {

@@ -2,7 +2,7 @@
  * UDP sockets behind one small interface, so the protocol servers run on Bun (Bun.udpSocket: sendMany,
  * a file descriptor for SO_BINDTODEVICE) and on Node (node:dgram) alike.
  */
-import { ServiceError } from "../errors.ts";
+import { NetbootError, ServiceError } from "../errors.ts";
 
 export interface UdpSocket {
   readonly address: string;
@@ -25,11 +25,14 @@ export type UdpHandler = (data: Uint8Array, address: string, port: number) => vo
  * the interface pushed back, which macOS reports on connected sockets; EAGAIN) are not errors: the send
  * reports "not sent" and the protocol's retransmission covers it.
  */
-export class UdpSendError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
+export class UdpSendError extends NetbootError {}
+
+/** A port that could not be bound, and why (the callers that react to a held port test `why`, not the message). */
+export class PortError extends ServiceError {
+  readonly why: "in-use" | "denied" | "no-address";
+  constructor(why: PortError["why"], code: string, message: string, hint: string) {
+    super(code, message, hint);
+    this.why = why;
   }
 }
 
@@ -85,18 +88,19 @@ function udpError(err: unknown, opts: UdpOptions): ServiceError {
   const code = (err as { code?: string }).code ?? "";
   const msg = (err as Error).message ?? String(err);
   const flag = opts.portFlag ? ` (or ${opts.portFlag} N)` : "";
+  const tag = opts.service.toUpperCase().replace(/[^A-Z0-9]+/g, "_");
   if (code === "EACCES" || code === "EPERM" || /permission/i.test(msg)) {
-    return new ServiceError(`E_${opts.service}_PORT_DENIED`, `no permission to use ${opts.service} port ${opts.port}`, `run with sudo${flag}`);
+    return new PortError("denied", `E_${tag}_PORT_DENIED`, `no permission to use ${opts.service} port ${opts.port}`, `run with sudo${flag}`);
   }
   if (code === "EADDRINUSE" || /in use/i.test(msg)) {
     // On a Mac, port 67 is launchd's bootpd when Internet Sharing is on (com.apple.bootpd); 69 its tftpd.
     const mac = process.platform === "darwin" ? (opts.port === 67 ? "; on macOS, Internet Sharing runs bootpd: turn it off in System Settings > General > Sharing" : opts.port === 69 ? "; on macOS: sudo launchctl unload -w /System/Library/LaunchDaemons/tftp.plist" : "") : "";
-    return new ServiceError(`E_${opts.service}_PORT_IN_USE`, `${opts.service} port ${opts.port} on ${opts.address} is already in use`, `stop the other server${flag}${mac}`);
+    return new PortError("in-use", `E_${tag}_PORT_IN_USE`, `${opts.service} port ${opts.port} on ${opts.address} is already in use`, `stop the other server${flag}${mac}`);
   }
   if (code === "EADDRNOTAVAIL" || /not available|cannot assign/i.test(msg)) {
-    return new ServiceError(`E_${opts.service}_ADDRESS`, `cannot use ${opts.address} for ${opts.service}: no such local address`, "pick an address of this machine with --ip / --bind");
+    return new PortError("no-address", `E_${tag}_ADDRESS`, `cannot use ${opts.address} for ${opts.service}: no such local address`, "pick an address of this machine with --ip / --bind");
   }
-  return new ServiceError(`E_${opts.service}_LISTEN`, `cannot open ${opts.service} socket on ${opts.address}:${opts.port}: ${msg}`, undefined, { cause: err });
+  return new ServiceError(`E_${tag}_LISTEN`, `cannot open ${opts.service} socket on ${opts.address}:${opts.port}: ${msg}`, undefined, { cause: err });
 }
 
 /** The handler, so that nothing it throws leaves the socket's callback. */

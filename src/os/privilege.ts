@@ -3,7 +3,7 @@
  * sudo, from SUDO_UID/SUDO_GID, else nobody), with setgroups, setgid, setuid in that order, checked
  * afterwards. Fails closed: if the process could still become root again, it must not go on serving.
  */
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { accessSync, chownSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError, fsReason } from "../errors.ts";
 
@@ -144,4 +144,19 @@ export function dropTo(who: Identity): void {
     // EPERM: as it must be
   }
   if (still || regained) throw new ConfigError("E_PRIV", `dropping root to ${describeIdentity(who)} did not take (uid ${process.getuid?.()}, euid ${process.geteuid?.()}, gid ${process.getgid?.()}): refusing to go on as root`);
+}
+
+/**
+ * After the drop: each directory the servers go on writing (the state: leases, hosts, logs; the cache) must
+ * be one this account can enter and write. One that lies under a directory closed to it (/root/lab/state)
+ * stops the start here, before anything is served, with the two ways out.
+ */
+export function checkDirsAs(dirs: ReadonlyArray<{ dir: string; flag: string }>, who: Identity): void {
+  for (const { dir, flag } of dirs) {
+    try {
+      accessSync(dir, constants.W_OK | constants.X_OK);
+    } catch (err) {
+      throw new ConfigError("E_PRIV", `${flag} ${dir}: ${who.name} cannot enter and write it (${fsReason(err)}; a directory above it may be closed to that user): give a ${flag} that ${who.name} can enter, or --user root`);
+    }
+  }
 }

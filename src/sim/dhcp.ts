@@ -10,7 +10,7 @@ export { MessageType };
 import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, ips, optIp, optString, optU8, str, u16, u8, type DhcpPacket } from "../dhcp/packet.ts";
 import { ServiceError } from "../errors.ts";
 import { bindSocketToDevice } from "../net/device.ts";
-import { openUdp, type UdpSocket } from "../net/udp.ts";
+import { openUdp, PortError, type UdpSocket } from "../net/udp.ts";
 import { formatIPv4, parseIPv4 } from "../wire/ipv4.ts";
 import { macToBytes, type Mac } from "../wire/mac.ts";
 
@@ -154,10 +154,10 @@ export class DhcpLink {
       });
     } catch (err) {
       const code = (err as { code?: string }).code ?? "";
-      if (err instanceof ServiceError && /IN_USE/.test(err.code)) {
+      if (err instanceof PortError && err.why === "in-use") {
         throw new ServiceError("E_SIM_PORT", `port 68 is taken: a DHCP client (dhclient, NetworkManager, systemd-networkd) runs on this machine`, `run simulate on an interface no DHCP client manages, or from a network namespace (ip netns exec …)`);
       }
-      if (err instanceof ServiceError && /DENIED/.test(err.code)) throw new ServiceError("E_SIM_ROOT", "a DHCP client needs port 68", "run simulate with sudo");
+      if (err instanceof PortError && err.why === "denied") throw new ServiceError("E_SIM_ROOT", "a DHCP client needs port 68", "run simulate with sudo");
       throw new ServiceError("E_SIM_DHCP", `cannot open the DHCP client socket: ${(err as Error).message}${code ? ` (${code})` : ""}`);
     }
     const link = new DhcpLink(sock);

@@ -4,6 +4,7 @@
  * size), then the read (tsize, blksize, windowsize 4), acknowledging the last block of every window. The
  * file name goes out exactly as given. Used by the mboot walk (demo/mboot.ts) and the tests.
  */
+import { PeerError } from "../errors.ts";
 import { openUdp, type UdpSocket } from "../net/udp.ts";
 import { ErrorCode, Opcode } from "./constants.ts";
 import { decodeTftpPacket, encodeTftpPacket, type TftpPacket } from "./packet.ts";
@@ -23,11 +24,12 @@ export interface TftpClientOptions {
   bind?: string;
 }
 
-export class TftpClientError extends Error {
-  readonly code: number | undefined;
-  constructor(message: string, code: number | undefined) {
-    super(message);
-    this.code = code;
+export class TftpClientError extends PeerError {
+  /** The TFTP error code the server sent, when it sent one. */
+  readonly tftpCode: number | undefined;
+  constructor(message: string, tftpCode: number | undefined) {
+    super("E_TFTP_PEER", message);
+    this.tftpCode = tftpCode;
   }
 }
 

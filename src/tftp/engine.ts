@@ -1,4 +1,5 @@
 /** What a transfer engine gets and reports. Two engines: the event loop (any runtime) and the Linux worker. */
+import type { TransferOutcome } from "../events.ts";
 import type { FileData } from "../files/tree.ts";
 import type { Mac } from "../wire/mac.ts";
 import type { Granted } from "./negotiate.ts";
@@ -21,9 +22,11 @@ export interface TransferSpec {
 export interface TransferEvent {
   client: string;
   file: string;
-  outcome: "sent" | "failed" | "refused" | "rejected";
+  outcome: TransferOutcome;
   /** Why, for failed/refused/rejected (or a note on a sent one). */
   reason: string | undefined;
+  /** Refused after an OACK that carried tsize: the client asked for the size only (edk2, curl), not a failure. */
+  sizeProbe: boolean;
   bytes: number;
   blksize: number;
   windowsize: number;

@@ -79,7 +79,7 @@ export async function createFfiEngine(log: Logger): Promise<FfiEngine> {
     log.error(`TFTP worker crashed: ${e.message}`);
     for (const [id, p] of pending) {
       pending.delete(id);
-      p.onEnd({ client: "?", file: "?", outcome: "failed", reason: "worker crashed", bytes: 0, blksize: 0, windowsize: 0, seconds: 0, retransmits: 0, mac: undefined, engine: "worker" });
+      p.onEnd({ client: "?", file: "?", outcome: "failed", reason: "worker crashed", sizeProbe: false, bytes: 0, blksize: 0, windowsize: 0, seconds: 0, retransmits: 0, mac: undefined, engine: "worker" });
     }
   };
   worker.unref();

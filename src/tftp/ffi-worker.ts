@@ -241,7 +241,8 @@ class WT {
       let msg = "";
       for (let i = at + 4; i < at + r && b[i] !== 0; i++) msg += String.fromCharCode(b[i]!);
       const refused = code === ErrorCode.OptionRefused && this.#state.oackPending;
-      this.#end(refused ? "refused" : "failed", refused ? refusalReason(this.#m.sizeQuery, msg) : `client sent error ${code}: ${msg}`);
+      const probe = refused && this.#m.sizeQuery;
+      this.#end(refused ? "refused" : "failed", refused ? refusalReason(probe, msg) : `client sent error ${code}: ${msg}`, probe);
     }
     // anything else from the client is dropped; the transfer goes on
   }
@@ -305,7 +306,7 @@ class WT {
     return Math.min(this.#m.size, this.#state.acked * this.#m.blksize);
   }
 
-  #end(outcome: "sent" | "failed" | "refused", reason: string | undefined): void {
+  #end(outcome: "sent" | "failed" | "refused", reason: string | undefined, sizeProbe = false): void {
     if (this.ended) return;
     this.ended = true;
     this.rto.stop();
@@ -321,6 +322,7 @@ class WT {
         file: m.file,
         outcome,
         reason,
+        sizeProbe,
         bytes: outcome === "sent" ? m.size : Math.min(m.size, this.#state.acked * m.blksize),
         blksize: m.blksize,
         windowsize: m.windowsize,

@@ -111,7 +111,8 @@ class LoopTransfer {
     }
     if (pkt.op === Opcode.ERROR) {
       const refused = pkt.code === ErrorCode.OptionRefused && this.#state.oackPending;
-      this.#end(refused ? "refused" : "failed", refused ? refusalReason(this.#spec.granted.oack.has("tsize"), pkt.message) : `client sent error ${pkt.code}: ${pkt.message}`);
+      const probe = refused && this.#spec.granted.oack.has("tsize");
+      this.#end(refused ? "refused" : "failed", refused ? refusalReason(probe, pkt.message) : `client sent error ${pkt.code}: ${pkt.message}`, probe);
     }
   }
 
@@ -316,7 +317,7 @@ class LoopTransfer {
     this.#end("failed", reason);
   }
 
-  #end(outcome: TransferEvent["outcome"], reason: string | undefined): void {
+  #end(outcome: TransferEvent["outcome"], reason: string | undefined, sizeProbe = false): void {
     if (this.#ended) return;
     this.#ended = true;
     if (this.#timer) clearTimeout(this.#timer);
@@ -329,6 +330,7 @@ class LoopTransfer {
       file: this.#spec.file,
       outcome,
       reason,
+      sizeProbe,
       bytes: outcome === "sent" ? this.#spec.data.size : Math.min(this.#spec.data.size, this.#state.acked * g.blksize),
       blksize: g.blksize,
       windowsize: g.windowsize,

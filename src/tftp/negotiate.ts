@@ -1,4 +1,5 @@
 /** Option negotiation (RFC 2347): what the client asked, what we grant, and the OACK that says so. Pure. */
+import { LIMITS } from "../config.ts";
 import { DEFAULT_BLKSIZE, MAX_BLKSIZE, MAX_TIMEOUT, MAX_WINDOWSIZE, MIN_BLKSIZE, MIN_TIMEOUT } from "./constants.ts";
 
 export interface Granted {
@@ -16,10 +17,16 @@ export interface Granted {
  * after TFTP's 4-byte header. Linux sends up to the RFC 2348 maximum.
  */
 export function platformMaxBlksize(platform: string): number {
-  return platform === "darwin" ? DARWIN_MAX_DATAGRAM - 4 : MAX_BLKSIZE;
+  return platform === "darwin" ? LIMITS.tftp.darwinMaxDatagram - 4 : MAX_BLKSIZE;
 }
 
-const DARWIN_MAX_DATAGRAM = 9216;
+/**
+ * tftpblksize= for a boot.cfg the loader reads over TFTP: LIMITS.tftp.bootCfgBlksize, or less where
+ * --tftp-max-blksize or the platform says so; none when TFTP is off.
+ */
+export function bootCfgBlksize(tftp: { enabled: boolean; maxBlksize: number }, platform: string = process.platform): number | undefined {
+  return tftp.enabled ? Math.min(tftp.maxBlksize, LIMITS.tftp.bootCfgBlksize, platformMaxBlksize(platform)) : undefined;
+}
 
 export interface Limits {
   /** --tftp-max-blksize, and lower for clients known to need it (Mac firmware: 1460). */

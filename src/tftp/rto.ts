@@ -4,6 +4,7 @@
  * no sample from a resent window) and doubles on each timeout in a row. When the client negotiated a
  * timeout (RFC 2349), that value is used as it is.
  */
+import { LIMITS } from "../config.ts";
 
 export interface TftpTiming {
   /** Timeout before the first round trip was measured. */
@@ -22,9 +23,10 @@ export interface TftpTiming {
 /**
  * Back-off doubles to 8 s: a client that only re-acknowledges after its own timeout (atftp 0.8 with
  * windowsize waits 5 s of silence) must get that silence, or neither side ever moves. Ten timeouts in a
- * row (about 40 s of silence) end the transfer; four, 7.5 s, when the client never answered at all.
+ * row (about 40 s of silence) end the transfer; four, 7.5 s, when the client never answered at all
+ * (the figures: LIMITS.tftp.timing).
  */
-export const DEFAULT_TIMING: TftpTiming = { initialMs: 500, minMs: 10, maxMs: 8000, retries: 10, firstRetries: 4 };
+export const DEFAULT_TIMING: TftpTiming = LIMITS.tftp.timing;
 
 export class Rto {
   readonly #timing: TftpTiming;

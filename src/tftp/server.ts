@@ -3,9 +3,13 @@
  * address, driven by the pure state machine (transfer.ts). Two engines move the blocks: on Linux under Bun
  * a worker thread doing the system calls itself (ffi-engine.ts, no event loop per block), elsewhere the
  * event loop (loop-engine.ts). Blocks are read on demand or from the shared hot-file cache, so memory stays
- * bounded whatever the number of transfers.
+ * bounded whatever the number of transfers. Each transfer is on the bus: tftp.start, tftp.progress about
+ * once a second while it runs, tftp.end (and bootcfg.served for a boot.cfg), with the kind of file the
+ * boot namespace resolved.
  */
-import type { BootFiles, ClientHint } from "../boot/files.ts";
+import type { BootFiles, ClientHint, FileKind } from "../boot/files.ts";
+import { LIMITS } from "../config.ts";
+import type { EventSink } from "../events.ts";
 import type { ContentCache } from "../files/cache.ts";
 import { checkRequestPath, tftpPathRules } from "../files/paths.ts";
 import type { FileData } from "../files/tree.ts";
@@ -30,7 +34,8 @@ export interface TftpClientInfo {
 }
 
 export interface TftpServerOptions {
-  files: BootFiles;
+  /** The boot namespace; without it the socket is bound and requests wait for `serve`. */
+  files?: BootFiles | undefined;
   host: string;
   port: number;
   log: Logger;
@@ -47,9 +52,8 @@ export interface TftpServerOptions {
   runtime?: "bun" | "node";
   /** "auto" (default): the worker engine where it runs (Linux, Bun), else the event loop. */
   engine?: "auto" | "event-loop" | "worker";
-  onTransfer?: (e: TransferEvent & { what?: string | undefined }) => void;
-  /** A transfer starts (after the options are agreed). */
-  onStart?: (spec: TransferSpec) => void;
+  /** Where the transfers go as events (tftp.start, tftp.progress, tftp.end, bootcfg.served). */
+  events?: EventSink | undefined;
   /** The OS whose socket limits apply (tests); process.platform by default. */
   platform?: string;
   /** Socket factory for the event-loop engine (tests hand in sockets whose sends fail). */
@@ -63,15 +67,14 @@ export interface TftpServerHandle {
   /** Each running transfer and the bytes acknowledged so far. */
   transfers(): Array<{ client: string; file: string; mac: Mac | undefined; bytes: number; size: number }>;
   readonly engine: string;
+  /** Starts answering (when bound without files): requests that arrived meanwhile go on. */
+  serve(files: BootFiles): void;
   close(): Promise<void>;
 }
 
-/** Netascii needs the converted size up front (tsize), so the whole file is converted in memory. */
-const MAX_NETASCII = 16 * 1024 * 1024;
-
 export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServerHandle> {
-  const maxTransfers = opts.maxTransfers ?? 512;
-  const maxPerClient = opts.maxPerClient ?? 16;
+  const maxTransfers = opts.maxTransfers ?? LIMITS.tftp.maxTransfers;
+  const maxPerClient = opts.maxPerClient ?? LIMITS.tftp.maxPerClient;
   const busy = new ThrottledNotice((line) => opts.log.warn(line));
   /** Transfers past the caps' check, starting or running (released when they end or are refused). */
   let held = 0;
@@ -80,6 +83,11 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
   const loop = createLoopEngine(opts.runtime, opts.openSocket);
   const fast = await pickFastEngine(opts);
   let closed = false;
+  const emit = opts.events;
+  let serve!: (files: BootFiles) => void;
+  const filesReady = opts.files ? Promise.resolve(opts.files) : new Promise<BootFiles>((resolve) => (serve = resolve));
+  /** What each running transfer is, for its events: the kind of file and whether its address is the host's. */
+  const about = new Map<TransferSpec, { kind: FileKind | undefined; ip: string | undefined }>();
 
   const listener = await openUdp({
     address: opts.host,
@@ -109,9 +117,9 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     }
     const info = opts.clientInfo?.(address);
     const kind = pkt.op === Opcode.WRQ ? "WRQ" : "RRQ";
-    const reject = async (code: number, message: string, reason: string, quiet = false) => {
+    const reject = async (code: number, message: string, reason: string, quiet = false, fileKind?: FileKind) => {
       if (!quiet) opts.log.info(`${client} ${kind} ${pkt.filename}: ${reason}`);
-      opts.onTransfer?.({ client, file: pkt.filename, outcome: "rejected", reason, bytes: 0, blksize: 0, windowsize: 0, seconds: 0, retransmits: 0, mac: info?.mac, engine: "-" });
+      emit?.({ type: "tftp.end", mac: info?.mac, ip: address, client, file: pkt.filename, kind: fileKind, outcome: "rejected", sizeProbe: false, reason, bytes: 0, seconds: 0, retransmits: 0 });
       await replyOnce(opts, address, port, errorPacket(code, message));
     };
     if (pkt.op === Opcode.WRQ) return reject(ErrorCode.AccessViolation, "read-only server", "write request refused");
@@ -154,28 +162,29 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     port: number,
     client: string,
     info: TftpClientInfo | undefined,
-    reject: (code: number, message: string, reason: string) => Promise<void>,
+    reject: (code: number, message: string, reason: string, quiet?: boolean, kind?: FileKind) => Promise<void>,
     release: () => void,
   ): Promise<boolean> {
-    const rejected = async (code: number, message: string, reason: string) => {
-      await reject(code, message, reason);
+    const rejected = async (code: number, message: string, reason: string, kind?: FileKind) => {
+      await reject(code, message, reason, false, kind);
       return false;
     };
 
-    const name = ownUrlPath(pkt.filename, opts.files.config.httpBase);
+    const files = await filesReady;
+    const name = ownUrlPath(pkt.filename, files.config.httpBase);
     if (name === undefined) return rejected(ErrorCode.FileNotFound, "file not found", "a URL of another server (only this server's own http:// URLs are mapped to its files)");
     const checked = checkRequestPath(name, tftpPathRules);
     if (!checked.ok) return rejected(ErrorCode.AccessViolation, "access violation", checked.reason);
     const hint: ClientHint = { address, mac: info?.mac, via: "tftp" };
-    const resolved = await opts.files.resolve(checked.parts, hint);
-    if (resolved.kind === "missing") return rejected(ErrorCode.FileNotFound, "file not found", `not found (${resolved.reason})`);
-    if (resolved.kind === "directory") return rejected(ErrorCode.FileNotFound, "file not found", "is a directory");
-    if (resolved.kind === "forbidden") return rejected(ErrorCode.AccessViolation, "access violation", `refused: ${resolved.reason}`);
+    const resolved = await files.resolve(checked.parts, hint);
+    if (resolved.result === "missing") return rejected(ErrorCode.FileNotFound, "file not found", `not found (${resolved.reason})`, resolved.kind);
+    if (resolved.result === "directory") return rejected(ErrorCode.FileNotFound, "file not found", "is a directory");
+    if (resolved.result === "forbidden") return rejected(ErrorCode.AccessViolation, "access violation", `refused: ${resolved.reason}`, resolved.kind);
 
     let data: FileData = resolved.data;
     let bytes: Uint8Array | undefined;
     if (pkt.mode === "netascii") {
-      if (data.size > MAX_NETASCII) return rejected(ErrorCode.Undefined, "file too large for netascii, use octet mode", "netascii refused: file too large");
+      if (data.size > LIMITS.tftp.maxNetascii) return rejected(ErrorCode.Undefined, "file too large for netascii, use octet mode", "netascii refused: file too large");
       bytes = toNetascii(await data.read(0, data.size));
       data = memoryData(bytes, data.mtime);
     } else if (data.bytes) {
@@ -195,15 +204,39 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
       `${client} RRQ ${pkt.filename}: ${data.size} bytes, blksize ${granted.blksize}, windowsize ${granted.windowsize}` +
         (granted.oack.size ? ` (OACK ${[...granted.oack].map(([k, v]) => `${k}=${v}`).join(" ")})` : ""),
     );
-    opts.onStart?.(spec);
+    // The host's address only when the address is known to be that MAC's (a path may name another host).
+    const ip = !resolved.mac || resolved.mac === info?.mac ? address : undefined;
+    const kind = resolved.kind;
+    about.set(spec, { kind, ip });
+    emit?.({ type: "tftp.start", mac: spec.mac, ip, client, file: spec.file, kind, size: data.size, blksize: granted.blksize, windowsize: granted.windowsize });
     await engine.start(spec, (e) => {
       release();
+      about.delete(spec);
       if (e.outcome === "failed") opts.log.warn(transferLine(e));
       else opts.log.info(transferLine(e));
-      opts.onTransfer?.({ ...e, what: resolved.what });
+      emit?.({ type: "tftp.end", mac: spec.mac, ip, client: e.client, file: e.file, kind, outcome: e.outcome, sizeProbe: e.sizeProbe, reason: e.reason, bytes: e.bytes, seconds: e.seconds, retransmits: e.retransmits });
+      if (kind === "bootcfg" && e.outcome === "sent" && spec.mac && resolved.image) emit?.({ type: "bootcfg.served", mac: spec.mac, ip, image: resolved.image.name, via: "tftp" });
     });
     return true;
   }
+
+  // How far each running transfer is, about once a second: the operator's progress bars move during a big module.
+  const reported = new Map<TransferSpec, number>();
+  const progress = emit
+    ? setInterval(() => {
+        const running = [...loop.progress(), ...(fast?.progress() ?? [])];
+        const seen = new Set<TransferSpec>();
+        for (const { spec, bytes } of running) {
+          seen.add(spec);
+          if (reported.get(spec) === bytes) continue;
+          reported.set(spec, bytes);
+          const a = about.get(spec);
+          emit({ type: "tftp.progress", mac: spec.mac, ip: a?.ip, client: `${spec.client.address}:${spec.client.port}`, file: spec.file, kind: a?.kind, bytes, size: spec.data.size });
+        }
+        for (const s of reported.keys()) if (!seen.has(s)) reported.delete(s);
+      }, LIMITS.tftp.progressMs)
+    : undefined;
+  progress?.unref?.();
 
   return {
     port: listener.port,
@@ -213,8 +246,10 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     transfers: () =>
       [...loop.progress(), ...(fast?.progress() ?? [])].map(({ spec, bytes }) => ({ client: `${spec.client.address}:${spec.client.port}`, file: spec.file, mac: spec.mac, bytes, size: spec.data.size })),
     engine: fast ? `${fast.name} (event loop for the rest)` : loop.name,
+    serve: (files) => serve?.(files),
     async close() {
       closed = true;
+      if (progress) clearInterval(progress);
       listener.close();
       await loop.close();
       await fast?.close();

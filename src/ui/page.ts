@@ -9,5 +9,5 @@ import page from "./status.html" with { type: "text" };
 export const statusHtml = page as unknown as string;
 
 export function statusPage(req: HttpRequest): HttpResponse {
-  return textResponse(req, 200, statusHtml, "text/html; charset=utf-8", { what: "status page" });
+  return textResponse(req, 200, statusHtml, "text/html; charset=utf-8");
 }

@@ -4,10 +4,11 @@
  * hint) and a footer (mode, interface, images, counts by phase). Pure: the same /api/hosts view in, lines
  * no wider than the terminal out, so the live view (terminal.ts) only draws.
  */
-import type { hostView, StatusInfo } from "../hosts/api.ts";
+import type { StatusInfo } from "../hosts/api.ts";
 import { formatBytes } from "../hosts/describe.ts";
+import type { HostViews } from "../hosts/view.ts";
 
-export type HostRow = ReturnType<typeof hostView>;
+export type HostRow = ReturnType<HostViews["row"]>;
 
 export interface TableModel {
   hosts: HostRow[];

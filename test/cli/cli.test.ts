@@ -182,8 +182,19 @@ describe("errors: one clear line and a non-zero exit", () => {
     writeFileSync(join(dir, "hosts.json"), '{"version":1,"hosts":{"52:54:00:00:00:01":null,"52:54:00:00:00:02":{"phase":"done"}}}');
     const list = await cli(["hosts", "list", "--state-dir", dir]);
     expect({ code: list.code, stdout: list.stdout.trim(), stderr: list.stderr }).toEqual({ code: 0, stdout: "52:54:00:00:00:02  done", stderr: "" });
+    // A MAC the store knows nothing of: a wrong --state-dir, or a typo.
     const r = await cli(["hosts", "rearm", "52:54:00:00:00:01", "--state-dir", "/proc/netboot-state"]);
-    expect({ code: r.code, stderr: r.stderr.trim() }).toEqual({ code: 1, stderr: expect.stringContaining("cannot ask for 52:54:00:00:00:01 to be armed again: /proc/netboot-state/rearm/52-54-00-00-00-01 (") });
+    expect({ code: r.code, stderr: r.stderr.trim() }).toEqual({ code: 1, stderr: expect.stringContaining("52:54:00:00:00:01: /proc/netboot-state/hosts.json knows nothing of it; is that the server's --state-dir (or is the MAC mistyped)?") });
+    expect(r.stderr.trim().split("\n").length).toBe(1);
+    // A done host in a state directory this user cannot write: one line, and the state as it was.
+    const state = tempDir();
+    writeFileSync(join(state, "hosts.json"), JSON.stringify({ format: "netboot-hosts", version: 2, hosts: { "52:54:00:00:00:03": { mac: "52:54:00:00:00:03", token: "0123456789abcdef0123456789abcdef", phase: "done", doneAt: 1 } } }));
+    const nobody = await cli(["hosts", "rearm", "52:54:00:00:00:03", "--state-dir", state], { cmd: ["runuser", "-u", "nobody", "--", bun, join(repo, "src", "main.ts")] });
+    expect({ code: nobody.code, lines: nobody.stderr.trim().split("\n").length }).toEqual({ code: 1, lines: 1 });
+    expect(nobody.stderr).toContain(`cannot write ${join(state, "hosts.journal")}`);
+    expect(nobody.stderr).not.toMatch(/\n\s+at /);
+    const still = await cli(["hosts", "list", "--state-dir", state]);
+    expect(still.stdout.trim()).toBe("52:54:00:00:00:03  done       done 1970-01-01T00:00:00.001Z");
   });
 
   test("a --cache-dir or --state-dir that cannot be made: one line, exit 2", async () => {

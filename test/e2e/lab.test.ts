@@ -4,8 +4,12 @@
  * (checked in a capture on the server's side with tshark), and the machine goes on to its disk.
  */
 import { afterEach, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { bookFromFlags } from "../../src/hosts/book.ts";
+import { openHostStore } from "../../src/hosts/store/open.ts";
+import { memoryLogger } from "../../src/log.ts";
+import type { Mac } from "../../src/wire/mac.ts";
 import { startCapture, tshark } from "../helpers/capture.ts";
 import { makeEsxiIso, testModules } from "../helpers/esxi-iso.ts";
 import { createLan, type Lan } from "../helpers/lan.ts";
@@ -55,7 +59,10 @@ test("OVMF in mode once: installs (iPXE, loader, modules), reports done, then ge
   expect(api().hosts.find((h) => h.mac === CLIENT_MAC)?.phase).toBe("modules");
 
   // What the kickstart's %post does (this test loader runs no installer): call done_url with its token.
-  const token = (JSON.parse(readFileSync(join(state, "hosts.json"), "utf8")) as { hosts: Record<string, { token: string }> }).hosts[CLIENT_MAC]!.token;
+  // Its token, as the host store beside the server has it (`netboot hosts` reads it the same way).
+  const store = await openHostStore({ url: undefined, stateDir: state }, bookFromFlags({ allow: [CLIENT_MAC as Mac], allowAny: false, ks: undefined, image: "esxi" }), memoryLogger(), "client");
+  const token = store.get(CLIENT_MAC as Mac)!.token!;
+  await store.close();
   const done = lan.exec("srv", ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", `http://10.236.0.1/api/hosts/${CLIENT_MAC}/done?token=${token}`]);
   expect(done.out).toBe("200");
   expect(api().hosts.find((h) => h.mac === CLIENT_MAC)?.phase).toBe("done");

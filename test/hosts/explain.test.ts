@@ -1,20 +1,23 @@
 /**
  * hosts/explain.ts: why a machine looks stuck, in words. `explain` is pure (state and time in, a hint out),
  * so most cases build a HostState by hand with marks at a fixed base time and ask just before and just
- * after each documented wait. The HintWatcher is driven through a real registry and bus, with its timer
- * parked (a long interval) and `tick(now)` / `linkHint(now)` called with our own clock.
+ * after each documented wait. The HintWatcher is driven through a real host store (files in a temporary
+ * state directory), the tracker and the view on a real bus, with its timer parked (a long interval) and
+ * `tick(now)` / `linkHint(now)` called with our own clock.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { EventBus, type EventInput, type NetbootEvent } from "../../src/events.ts";
-import { bookFromFlags } from "../../src/hosts/book.ts";
+import { bookFromFlags, type HostBook } from "../../src/hosts/book.ts";
 import { describeEvent } from "../../src/hosts/describe.ts";
 import { explain, HintWatcher, quietText, WAIT, type ExplainContext } from "../../src/hosts/explain.ts";
-import { blank, HostRegistry, type HostState } from "../../src/hosts/registry.ts";
+import { openHostStore } from "../../src/hosts/store/open.ts";
+import { HostTracker } from "../../src/hosts/tracker.ts";
+import { blank, HostViews, type HostState } from "../../src/hosts/view.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { refusalReason } from "../../src/tftp/engine.ts";
+import { tempDir } from "../helpers/tools.ts";
 
 const T = 1_700_000_000_000;
 const MAC = "52:54:00:12:34:56";
@@ -129,7 +132,7 @@ describe("bootcfg and modules", () => {
 
   test("a TFTP transfer still running is not a stall", () => {
     const s = host({ phase: "modules", phaseSince: T, marks: { module: T } });
-    s.inflight.set("10.77.0.11:1234", { file: "esxi8/s.v00", bytes: 4096 });
+    s.inflight.set("10.77.0.11:1234", { file: "esxi8/s.v00", kind: "module", bytes: 4096 });
     expect(explain(s, T + 10 * WAIT.stall, ctx({ progress: { bytes: 400, total: 1000 } }))).toBeUndefined();
   });
 
@@ -199,74 +202,86 @@ describe("kickstart, done, failed, not listed", () => {
 });
 
 describe("describeEvent", () => {
-  const tftpEnd = (outcome: string, reason: string | undefined): NetbootEvent => ({
+  const tftpEnd = (outcome: "refused", reason: string | undefined, sizeProbe: boolean): NetbootEvent => ({
     type: "tftp.end",
     time: new Date(T).toISOString(),
-    mac: MAC,
+    mac: MAC as never,
     ip: "10.77.0.11",
     client: "10.77.0.11:1400",
     file: "ipxe/snponly.efi",
+    kind: "nbp",
     outcome,
+    sizeProbe,
     bytes: 0,
     seconds: 0.01,
     retransmits: 0,
     reason,
-    what: "iPXE (UEFI)",
   });
 
-  test("TFTP error 8 after a tsize query reads as normal; a real refusal does not", () => {
-    const probe = describeEvent(tftpEnd("refused", refusalReason(true, "")));
+  test("TFTP error 8 after a tsize query reads as normal (the typed sizeProbe, not the words); a real refusal does not", () => {
+    const probe = describeEvent(tftpEnd("refused", refusalReason(true, ""), true));
     expect(probe).toContain("ipxe/snponly.efi");
     expect(probe).toContain("size query");
     expect(probe).toContain("error 8");
     expect(probe).toEndWith("normal");
-    const refusal = describeEvent(tftpEnd("refused", refusalReason(false, "")));
+    const refusal = describeEvent(tftpEnd("refused", refusalReason(false, ""), false));
     expect(refusal).not.toContain("normal");
     expect(refusal).toContain("refused");
     expect(refusal).toContain("client refused the options");
   });
 });
 
-describe("HintWatcher", () => {
-  const dirs: string[] = [];
-  afterAll(() => {
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+/** A store in a temporary state directory, the tracker and the view on one bus, as the app wires them. */
+async function hosts(book: HostBook, dir = tempDir("explain-"), bus = new EventBus()) {
+  const lines: ReturnType<typeof memoryLogger>["lines"] = [];
+  const log = memoryLogger(lines);
+  const store = await openHostStore({ url: undefined, stateDir: dir }, book, log);
+  const tracker = new HostTracker({ store, bus, log });
+  const views = new HostViews({ store, bus, log });
+  return {
+    store,
+    views,
+    bus,
+    lines,
+    log,
+    close: async () => {
+      tracker.close();
+      views.close();
+      await store.close();
+    },
+  };
+}
 
-  function setup(mode = "server") {
-    const dir = mkdtempSync(join(tmpdir(), "netboot-explain-"));
-    dirs.push(dir);
-    const bus = new EventBus();
-    const lines: ReturnType<typeof memoryLogger>["lines"] = [];
-    const log = memoryLogger(lines);
-    const book = bookFromFlags({ allow: [MAC], allowAny: false, ks: undefined, image: "esxi8" });
-    const hosts = new HostRegistry(book, dir, bus, log);
+describe("HintWatcher", () => {
+  async function setup(mode = "server") {
+    const book = bookFromFlags({ allow: [MAC as never], allowAny: false, ks: undefined, image: "esxi8" });
+    const h = await hosts(book);
     let clock = Date.now();
     const seen: NetbootEvent[] = [];
-    bus.subscribe((e) => seen.push(e));
+    h.bus.subscribe((e) => seen.push(e));
     // The timer is parked: every pass below is an explicit tick with our clock.
-    const watcher = new HintWatcher({ hosts, bus, log, mode: () => mode, intervalMs: 3_600_000, now: () => clock });
+    const watcher = new HintWatcher({ hosts: h.views, armed: () => true, bus: h.bus, log: h.log, mode: () => mode, intervalMs: 3_600_000, now: () => clock });
     const start = clock;
     return {
-      bus,
-      hosts,
+      bus: h.bus,
+      hosts: h.views,
       watcher,
-      lines,
+      lines: h.lines,
       seen,
       start,
       setClock: (t: number) => (clock = t),
-      close: () => {
+      close: async () => {
         watcher.close();
-        hosts.close();
+        await h.close();
       },
     };
   }
 
   const dhcp = (message: string, extra: Partial<EventInput> = {}): EventInput =>
-    ({ type: "dhcp.request", mac: MAC, ip: "0.0.0.0", message, port: 67, relay: undefined, answer: "OFFER", file: "ipxe/snponly.efi", ignored: undefined, firmware: "efi-x64", ...extra }) as EventInput;
+    ({ type: "dhcp.request", mac: MAC, ip: "0.0.0.0", message, port: 67, relay: undefined, answer: "OFFER", file: "ipxe/snponly.efi", ignored: undefined, firmware: "efi-x64", decision: "boot", reason: "UEFI PXE", ...extra }) as EventInput;
 
-  test("no packets from any client for 60 s: the link-quiet hint, said once, cleared by a packet", () => {
-    const w = setup();
+  test("no packets from any client for 60 s: the link-quiet hint, said once, cleared by a packet", async () => {
+    const w = await setup();
     try {
       expect(w.watcher.lastPacket).toBe(w.start);
       expect(w.watcher.linkHint(w.start + WAIT.quiet - 1000)).toBeUndefined();
@@ -295,20 +310,20 @@ describe("HintWatcher", () => {
       w.watcher.tick(w.start + 130_000 + WAIT.quiet);
       expect(w.seen.filter((e) => e.type === "link.quiet")).toHaveLength(2);
     } finally {
-      w.close();
+      await w.close();
     }
   });
 
-  test("the watcher's own events (host.*) and events without a MAC are not client packets", () => {
-    const w = setup();
+  test("the watcher's own events (host.*) and events without a MAC are not client packets", async () => {
+    const w = await setup();
     try {
       w.setClock(w.start + 50_000);
       w.bus.emit({ type: "host.hint", mac: MAC, ip: undefined, hostname: undefined, code: "x", level: "info", text: "x" });
-      w.bus.emit({ type: "http.start", method: "GET", path: "/", ip: "10.0.0.9" });
+      w.bus.emit({ type: "http.start", client: "10.0.0.9", method: "GET", path: "/", ip: "10.0.0.9" });
       expect(w.watcher.lastPacket).toBe(w.start);
       expect(w.watcher.linkHint(w.start + WAIT.quiet)).toBe(quietText(60));
     } finally {
-      w.close();
+      await w.close();
     }
   });
 
@@ -317,21 +332,21 @@ describe("HintWatcher", () => {
     expect(quietText(60)).toContain("network boot first, or its one-time boot menu");
   });
 
-  test("a tick puts the hint on the host, logs and emits it once, and clears it when the host moves on", () => {
-    const w = setup("server");
+  test("a tick puts the hint on the host, logs and emits it once, and clears it when the host moves on", async () => {
+    const w = await setup("server");
     try {
       w.bus.emit(dhcp("DISCOVER"));
-      const s = w.hosts.get(MAC)!;
-      expect(s.phase).toBe("offered");
-      expect(s.marks.offer).toBeNumber();
-      const offerAt = s.marks.offer!;
+      const s = () => w.hosts.get(MAC as never)!;
+      expect(s().phase).toBe("offered");
+      expect(s().marks.offer).toBeNumber();
+      const offerAt = s().marks.offer!;
 
       w.watcher.tick(offerAt + 2000);
-      expect(s.hint).toBeUndefined();
+      expect(s().hint).toBeUndefined();
       expect(w.seen.filter((e) => e.type === "host.hint")).toHaveLength(0);
 
       w.watcher.tick(offerAt + WAIT.request + 1000);
-      expect(s.hint?.code).toBe("dhcp-no-request");
+      expect(s().hint?.code).toBe("dhcp-no-request");
       const hints = () => w.seen.filter((e): e is Extract<NetbootEvent, { type: "host.hint" }> => e.type === "host.hint");
       expect(hints()).toHaveLength(1);
       expect(hints()[0]!.mac).toBe(MAC);
@@ -348,65 +363,56 @@ describe("HintWatcher", () => {
       // The REQUEST arrives: the hint clears with an empty one.
       w.bus.emit(dhcp("REQUEST", { answer: "ACK" }));
       w.watcher.tick(offerAt + WAIT.request + 5000);
-      expect(s.hint).toBeUndefined();
+      expect(s().hint).toBeUndefined();
       expect(hints()).toHaveLength(2);
       expect(hints()[1]!.text).toBe("");
       expect(hints()[1]!.code).toBe("");
     } finally {
-      w.close();
+      await w.close();
     }
   });
 
-  test("a size probe is not the host's last error; a real TFTP refusal is", () => {
-    const w = setup();
+  test("a size probe is not the host's last error; a real TFTP refusal is", async () => {
+    const w = await setup();
     try {
-      const end = (reason: string): EventInput => ({ type: "tftp.end", mac: MAC, ip: "10.77.0.11", client: "10.77.0.11:1400", file: "ipxe/snponly.efi", outcome: "refused", bytes: 0, seconds: 0, retransmits: 0, reason, what: "iPXE (UEFI)" });
-      w.bus.emit(end(refusalReason(true, "")));
-      const s = w.hosts.get(MAC)!;
-      expect(s.lastError).toBeUndefined();
-      expect(s.recent.at(-1)?.text).toEndWith("normal");
-      w.bus.emit(end(refusalReason(false, "")));
-      expect(s.lastError).toContain("client refused the options");
+      const end = (probe: boolean): EventInput => ({ type: "tftp.end", mac: MAC as never, ip: "10.77.0.11", client: "10.77.0.11:1400", file: "ipxe/snponly.efi", kind: "nbp", outcome: "refused", sizeProbe: probe, bytes: 0, seconds: 0, retransmits: 0, reason: refusalReason(probe, "") });
+      w.bus.emit(end(true));
+      expect(w.hosts.get(MAC as never)!.lastError).toBeUndefined();
+      expect(w.hosts.get(MAC as never)!.recent.at(-1)?.text).toEndWith("normal");
+      w.bus.emit(end(false));
+      expect(w.hosts.get(MAC as never)!.lastError).toContain("client refused the options");
     } finally {
-      w.close();
+      await w.close();
     }
   });
 });
 
 describe("after a restart", () => {
-  test("a hosts.json that is not one stops the start (arming every host would reinstall the done ones)", () => {
-    const dir = mkdtempSync(join(tmpdir(), "explain-corrupt-"));
-    try {
-      const book = bookFromFlags({ allow: [MAC as never], allowAny: false, ks: undefined, image: "esxi" });
-      writeFileSync(join(dir, "hosts.json"), '{"version":1,"hosts":{"' + MAC + '":{"phase":"do');
-      expect(() => new HostRegistry(book, dir, new EventBus(), memoryLogger())).toThrow(/hosts\.json is not a host state file .*; move it away to start with every host armed/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+  test("a state file that is not one stops the start (arming every host would reinstall the done ones)", async () => {
+    const dir = tempDir("explain-corrupt-");
+    const book = bookFromFlags({ allow: [MAC as never], allowAny: false, ks: undefined, image: "esxi" });
+    writeFileSync(join(dir, "hosts.json"), '{"version":1,"hosts":{"' + MAC + '":{"phase":"do');
+    await expect(hosts(book, dir)).rejects.toThrow(/hosts\.json is not a host state file .*; restore it from a backup, or move it away to start with every host armed/);
   });
 
-  test("a phase restored from the state file gets no stall hint until the host is heard from again", () => {
-    const dir = mkdtempSync(join(tmpdir(), "explain-restart-"));
+  test("a phase restored from the store gets no stall hint until the host is heard from again", async () => {
+    const dir = tempDir("explain-restart-");
+    const book = bookFromFlags({ allow: [MAC as never], allowAny: false, ks: undefined, image: "esxi" });
+    // A server killed mid-install leaves the host in modules.
+    const first = await hosts(book, dir);
+    await first.store.mark(MAC as never, "modules", { restart: true });
+    await first.close();
+    const again = await hosts(book, dir);
     try {
-      const book = bookFromFlags({ allow: [MAC as never], allowAny: false, ks: undefined, image: "esxi" });
-      new HostRegistry(book, dir, new EventBus(), memoryLogger()).close();
-      // A state file as a server killed mid-install leaves it.
-      const file = join(dir, "hosts.json");
-      const saved = JSON.parse(readFileSync(file, "utf8"));
-      saved.hosts[MAC] = { ...(saved.hosts[MAC] ?? {}), phase: "modules", startedAt: T };
-      writeFileSync(file, JSON.stringify(saved));
-      const bus = new EventBus();
-      const again = new HostRegistry(book, dir, bus, memoryLogger());
-      const s = again.get(MAC as never)!;
+      const s = again.views.get(MAC as never)!;
       expect(s.phase).toBe("modules");
       expect(explain(s, Date.now() + 10 * 60_000, ctx())?.code).toBe("restored");
       // Heard from again: the usual hints apply.
-      bus.emit({ type: "http.end", ip: "10.77.0.11", mac: MAC as never, method: "GET", path: "/esxi/b.b00", status: 200, bytes: 10, what: "kernel", note: undefined } as never);
-      expect(again.get(MAC as never)!.restored).toBe(false);
-      expect(explain(again.get(MAC as never)!, Date.now() + 10 * 60_000, ctx())?.code).toBe("modules-stalled");
-      again.close();
+      again.bus.emit({ type: "http.end", ip: "10.77.0.11", mac: MAC as never, client: "10.77.0.11", method: "GET", path: "/esxi/b.b00", status: 200, bytes: 10, kind: "module", note: undefined });
+      expect(again.views.get(MAC as never)!.restored).toBe(false);
+      expect(explain(again.views.get(MAC as never)!, Date.now() + 10 * 60_000, ctx())?.code).toBe("modules-stalled");
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      await again.close();
     }
   });
 });

@@ -98,6 +98,10 @@ describe("a lab: hosts by MAC, deny by default, kickstarts per host, done callba
     expect(stolen.code).not.toBe(0);
     expect(stolen.err).toMatch(/403/);
     expect(sh(lan, "c", ["busybox", "wget", "-q", "-O", "-", ksUrl(C.mac)]).err).toMatch(/403/);
+    // A refused request that names A's MAC from B's address says nothing about where A is.
+    const seen = JSON.parse(sh(lan, "a", ["busybox", "wget", "-q", "-O", "-", `http://${SRV}:8080/api/hosts/${A.mac}`]).out) as { ip: string; last_error: string };
+    expect(seen.ip).toBe(A.ip);
+    expect(seen.last_error).toContain(`asked from ${B.ip}, which is not ${A.mac}'s address`);
 
     // %post: busybox wget (GET) for A; a POST for B; a wrong token is refused.
     const done = (ks: string) => /wget -q -O \/dev\/null "([^"]+)"/.exec(ks)![1]!;

@@ -88,12 +88,12 @@ rootOnly("root dropped in a namespace: DHCP, TFTP, HTTP and state as another acc
       expect(sha256(readFileSync(got))).toBe(sha256(readFileSync("/usr/lib/ipxe/snponly.efi")));
       const h = lan.exec("pc", ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", `http://${SRV}/esxi/01-${MAC.replaceAll(":", "-")}/boot.cfg`]);
       expect(h.out).toMatch(/^200 [1-9]\d*$/);
-      // The host's phase reached the state file, written after the drop.
-      await new Promise((r) => setTimeout(r, 1500));
-      const hostsFile = join(state, "hosts.json");
-      expect(existsSync(hostsFile)).toBe(true);
-      expect(statSync(hostsFile).uid).toBe(1234);
-      expect(readFileSync(hostsFile, "utf8")).toContain(MAC);
+      // The host's phases reached the host store's journal, written after the drop; and its snapshot.
+      await new Promise((r) => setTimeout(r, 500));
+      const journal2 = join(state, "hosts.journal");
+      expect(statSync(journal2).uid).toBe(1234);
+      expect(readFileSync(journal2, "utf8")).toMatch(new RegExp(`"mac":"${MAC}","op":"mark","phase":"bootcfg"`));
+      expect(statSync(join(state, "hosts.json")).uid).toBe(1234);
       expect(await srv.stop()).toBe(0);
       srv = undefined;
     } finally {

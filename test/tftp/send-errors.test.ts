@@ -59,7 +59,7 @@ async function start(opts: { plan?: (n: number) => string | undefined; platform?
     engine: "event-loop",
     platform: opts.platform,
     openSocket: opts.plan ? failingSockets(opts.plan) : undefined,
-    onTransfer: (e) => events.push({ outcome: e.outcome, reason: e.reason, file: e.file }),
+    events: (e) => void (e.type === "tftp.end" && events.push({ outcome: e.outcome, reason: e.reason, file: e.file })),
   });
   return { port: server.port, log, events };
 }

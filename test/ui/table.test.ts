@@ -47,6 +47,7 @@ const status = (over: Partial<StatusInfo> = {}): StatusInfo => ({
   bsdp: false,
   tftp: true,
   secureBoot: false,
+  store: "/var/lib/netboot/hosts.json",
   ...over,
 });
 
