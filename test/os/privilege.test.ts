@@ -101,6 +101,41 @@ rootOnly("root dropped in a namespace: DHCP, TFTP, HTTP and state as another acc
     }
   }, 60_000);
 
+  test("a --state-dir under a directory nobody cannot enter: one line before anything is served, naming it and the two ways out", async () => {
+    const closed = tempDir("priv-closed-state-");
+    chmodSync(closed, 0o700); // root's alone, as /root/lab is
+    const state2 = join(closed, "state");
+    const ns = lan.nodes.srv!.ns;
+    const r = await cli(["serve", iso, "--iface", "lan0", "--dhcp", "server", "--force", "--state-dir", state2, "--http-port", "8083", "--tftp-port", "6972"], {
+      cmd: ["ip", "netns", "exec", ns, bun, join(repo, "src", "main.ts")],
+      env: { SUDO_UID: "" },
+      timeoutMs: 20_000,
+    });
+    expect(r.code).toBe(2);
+    const out = r.stderr + r.stdout;
+    expect(out).toContain(`--state-dir ${state2}: nobody cannot enter and write it (permission denied; a directory above it may be closed to that user): give a --state-dir that nobody can enter, or --user root`);
+    expect(out).not.toMatch(/\n\s+at /); // no stack trace
+    expect(out).not.toContain("ready:");
+    // Nothing was written there as root either.
+    expect(readdirSync(state2)).toEqual([]);
+  }, 30_000);
+
+  test("nothing is answered as root: while --dhcp auto looks for other DHCP servers, no server port is even open", async () => {
+    let srv: Served | undefined;
+    try {
+      srv = await serve([iso, "--name", "esxi", "--iface", "lan0", "--dhcp", "auto", "--state-dir", join(home, "state-auto"), "--http-port", "8084", "--tftp-port", "6973"], { ns: lan.nodes.srv!.ns, ready: /looking for other DHCP servers/ });
+      const during = lan.exec("pc", ["curl", "-sS", "-o", "/dev/null", "--max-time", "2", `http://${SRV}:8084/esxi/boot.cfg`]);
+      expect(during.code).toBe(7); // connection refused: not bound yet
+      await srv.waitLog(/ready:/, 20_000);
+      expect(srv.log()).toMatch(/running as nobody .*\n(.|\n)*HTTP on /);
+      expect(readFileSync(`/proc/${srv.proc.pid}/status`, "utf8")).toMatch(/^Uid:\s+65534\s+65534\s+65534\s+65534$/m);
+      const after = lan.exec("pc", ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", `http://${SRV}:8084/esxi/boot.cfg`]);
+      expect(after.out).toBe("200");
+    } finally {
+      await srv?.stop();
+    }
+  }, 40_000);
+
   test("as nobody, an image in a closed directory stops the start with one line; --user root keeps root", async () => {
     const closed = tempDir("priv-closed-");
     chmodSync(closed, 0o700); // root's alone, as /root is
