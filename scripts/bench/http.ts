@@ -1,7 +1,7 @@
 /**
  * HTTP: netboot serving a 256 MiB file from inside an ISO against nginx (sendfile on) serving the same file
  * extracted, on loopback, in the same run. Single stream (curl) and 16 connections (wrk) on the 1 MiB file.
- * Server on CPU 0, client on CPU 1 (as in shared/perf), and the single stream again with the client
+ * Server on CPU 0, client on CPU 1, and the single stream again with the client
  * unpinned; the peers alternate run by run. Loopback MB/s on a shared machine swings with the neighbours,
  * so each run also reads the server's CPU time (user + system of its whole process group, /proc/<pid>/stat)
  * around the transfer: CPU seconds per GiB served, which does not. A single-stream figure is the median

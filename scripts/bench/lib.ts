@@ -8,7 +8,10 @@ export const benchDir = process.env.BENCH_DIR ?? "/var/tmp/netboot-bench";
 export const bun = process.execPath;
 export const runs = Number(process.env.RUNS ?? 5);
 
-/** The server gets CPU 0, the client CPU 1 (HTTP, DHCP); lock-step TFTP shares one CPU (see shared/perf). */
+/**
+ * The server gets CPU 0, the client CPU 1 (HTTP, DHCP); lock-step TFTP shares one CPU (across two vCPUs a
+ * lock-step exchange measures the hypervisor's wake-up latency, not the server).
+ */
 export const serverCpus = process.env.SERVER_CPUS ?? "0";
 export const clientCpus = process.env.CLIENT_CPUS ?? "1";
 

@@ -1,7 +1,7 @@
 /**
  * TFTP: the 256 MiB file on loopback, netboot reading it from inside an ISO against tftpd-hpa, atftpd and
  * dnsmasq serving the extracted file, in the same run, servers and clients on the same CPU (lock-step TFTP
- * across two vCPUs measures the hypervisor's wake-up latency, not the server: see shared/perf/README.md).
+ * across two vCPUs measures the hypervisor's wake-up latency, not the server).
  * Cases: blksize 512 and 1468 lock-step, 1468 with windowsize 8 and 32, and 8 and 32 parallel 1 MiB
  * downloads. Every download is checked byte for byte.
  */

@@ -8,8 +8,8 @@
  *   local (mode local; once and done)          → "local": boot from its own disk (a plain lease, no proxy
  *                                                answer, an iPXE script that exits, no BSDP image)
  *
- * then the firmware's, as the QEMU lab and the peers' recipes found firmware to behave (shared/e2e/README.md,
- * research §5), with the host's image:
+ * then the firmware's, as real firmware behaves under QEMU (test/e2e/: OVMF, SeaBIOS with iPXE) and as the
+ * peers' recipes answer it, with the host's image:
  *
  *   iPXE (user class "iPXE" or option 175)   → http://IP[:PORT]/boot.ipxe    (breaks the chain-load loop)
  *   UEFI HTTP boot (HTTPClient, arch 16)     → http://IP[:PORT]/NAME/mboot.efi, option 60 "HTTPClient"

@@ -1,6 +1,6 @@
 /**
  * Apple's Boot Service Discovery Protocol (BSDP.doc 1.0.8, bootplib/bsdp.h in apple-oss-distributions/bootp):
- * DHCP option 43 sub-options, message types and image id layout. research/peers.md §1.4.
+ * DHCP option 43 sub-options, message types and image id layout.
  */
 
 /** Option 60 a Mac sends ("AAPLBSDPC/i386/iMac14,3") and every reply carries, exactly. */

@@ -1,8 +1,8 @@
 /**
  * The BSDP responder the DHCP server is handed (it never imports this folder): INFORM[LIST] → ACK[LIST],
  * INFORM[SELECT] → ACK[SELECT] or ACK[FAILED], and for a Mac whose selection is remembered, a BSDP OFFER
- * to its DISCOVER so an N-key boot skips the picker. Rules from Apple's own server (bootpd.tproj/bsdpd.c,
- * research §1.5): reply unicast to ciaddr at the client's reply port (sub-option 5, only below 1024) or 68,
+ * to its DISCOVER so an N-key boot skips the picker. Rules from Apple's own server (bootpd.tproj/bsdpd.c):
+ * reply unicast to ciaddr at the client's reply port (sub-option 5, only below 1024) or 68,
  * from port 67; no reply to an INFORM without ciaddr or with a reply port of 1024 and up; option 54 and
  * option 60 "AAPLBSDPC" in every reply; padded to 300 bytes (the DHCP encoder does it). Pure.
  */
