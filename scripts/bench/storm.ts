@@ -6,12 +6,19 @@
  * the ideal (all bytes ÷ nginx's single-stream MB/s over the same veth in the same run), failures, netboot's
  * peak RSS (VmHWM), p50/p99 time to the first byte of boot.cfg. STORM_ARGS adds serve options
  * ("--cache-mem 0"); STORM_SOURCE=url serves the ISO by URL from an nginx origin instead of the file.
+ * STORM_STORES (file,postgres) runs the storm once per host store, with a lab file that lists every
+ * client's MAC (each one's phases are written as it boots: offered, loader, bootcfg, modules); the
+ * PostgreSQL is Debian's, started here, on CPU 1 with the clients (PG_CPUS=none: unpinned).
  */
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { startPostgres, type Postgres } from "../../test/helpers/postgres.ts";
 import { Server, benchDir, bun, fillPseudoRandom, median, need, nginxConf, repo, report, sh } from "./lib.ts";
 
 const CLIENTS = Number(process.env.STORM_CLIENTS ?? 200);
+const STORES = (process.env.STORM_STORES ?? "file,postgres").split(",").map((s) => s.trim()) as Array<"file" | "postgres">;
+/** The storm client's MACs (storm-client.ts). */
+const clientMac = (i: number) => ["02", "5b", "00", (i >> 16) & 255, (i >> 8) & 255, i & 255].map((x) => (typeof x === "number" ? x.toString(16).padStart(2, "0") : x)).join(":");
 const MB = Number(process.env.STORM_MB ?? 400);
 const MODULES = 20;
 
@@ -87,46 +94,61 @@ export async function benchStorm(): Promise<void> {
     const origin = byUrl ? new Server("nginx", ["ip", "netns", "exec", S, "nginx", "-c", nginxConf(join(work, "origin"), benchDir, 8082, 1), "-g", "daemon off;"]) : undefined;
     if (origin) await Bun.sleep(500);
     const source = byUrl ? `http://127.0.0.1:8082/${img.iso.slice(benchDir.length + 1)}` : img.iso;
-    const argv = [bun, join(repo, "src/main.ts"), "serve", source, "--name", "esxi", "--iface", "stm-s", "--dhcp", "server", "--force", "--pool", "198.18.1.0-198.18.255.254", "--http-port", "80", "--state-dir", join(work, "state"), "--user", "root", "--no-live", ...(process.env.STORM_ARGS ?? "").split(" ").filter(Boolean)];
-    const nb = new Server("netboot", ["ip", "netns", "exec", S, ...argv], { log: join(work, "netboot.log") });
-    let hwm = 0;
-    let results: Array<Record<string, unknown>>;
-    const t0 = performance.now();
+    // The lab: every client listed, so each one's phases reach the host store as it boots.
+    const lab = join(work, "lab.yaml");
+    writeFileSync(lab, `images:\n  esxi: ${source}\nhosts:\n${Array.from({ length: CLIENTS }, (_, i) => `  - { mac: "${clientMac(i)}" }`).join("\n")}\n`);
+    let pg: Postgres | undefined;
+    const columns: Record<string, string[]> = {};
+    let header = "";
     try {
-      for (let i = 0; i < 100 && !/ready:/.test(safeRead(join(work, "netboot.log"))); i++) await Bun.sleep(100);
-      const start = performance.now();
-      const out = join(work, "results.json");
-      const r = sh("ip", ["netns", "exec", C, bun, join(repo, "scripts/bench/storm-client.ts"), "--iface", "stm-c", "--server", "198.18.0.1", "--clients", String(CLIENTS), "--out", out, "--sizes", JSON.stringify(img.sizes)]);
-      if (r.code !== 0) throw new Error(`storm client: ${r.err}`);
-      const seconds = (performance.now() - start) / 1000;
-      hwm = Number(readFileSync(`/proc/${nb.proc.pid}/status`, "utf8").match(/VmHWM:\s+(\d+)/)![1]) / 1024;
-      results = JSON.parse(readFileSync(out, "utf8"));
-      const ok = results.filter((x) => x.ok);
-      const failed = results.filter((x) => !x.ok);
-      const bytes = ok.reduce((n, x) => n + Number(x.httpBytes) + Number(x.tftpBytes), 0);
-      const ideal = bytes / 1e6 / nginxMBs;
-      const ttfb = ok.map((x) => Number(x.bootcfgTtfbMs));
-      const at = ok.map((x) => Number(x.bootcfgAtMs));
-      const done = ok.map((x) => Number(x.doneMs) / 1000);
-      lines.push(
-        `## Boot storm: ${CLIENTS} UEFI PXE clients at once, ${MB} MiB of modules each (${(bytes / 1e9).toFixed(1)} GB in all)${process.env.STORM_ARGS ? `, serve ${process.env.STORM_ARGS}` : ""}${process.env.STORM_SOURCE === "url" ? ", the ISO by URL from nginx" : ""}`,
-        "",
-        "| figure | value |",
-        "|---|---|",
-        `| total time, first DISCOVER to the last module's last byte | ${Math.max(...done, 0).toFixed(1)} s (the client run ${seconds.toFixed(1)} s) |`,
-        `| ideal: bytes ÷ nginx single stream (${nginxMBs.toFixed(0)} MB/s, same veth, same run) | ${ideal.toFixed(1)} s |`,
-        `| ratio to ideal | ${(Math.max(...done, 0) / ideal).toFixed(2)}× |`,
-        `| failures | ${failed.length}${failed.length ? ` (${failed.slice(0, 3).map((f) => f.error).join("; ")})` : ""} |`,
-        `| netboot peak RSS (VmHWM) | ${hwm.toFixed(0)} MB |`,
-        `| boot.cfg time to first byte, p50 / p99 (per request) | ${pct(ttfb, 50)} / ${pct(ttfb, 99)} ms |`,
-        `| boot.cfg first byte since the storm began, p50 / p99 | ${(pct(at, 50) / 1000).toFixed(2)} / ${(pct(at, 99) / 1000).toFixed(2)} s |`,
-        `| all clients done, p50 / p99 | ${pct(done, 50).toFixed(1)} / ${pct(done, 99).toFixed(1)} s |`,
-      );
+      for (const store of STORES) {
+        if (store === "postgres" && !pg) {
+          pg = startPostgres();
+          const cpus = process.env.PG_CPUS ?? "1";
+          if (cpus !== "none") for (const pid of sh("pgrep", ["-f", pg.socketDir]).out.split("\n").filter(Boolean)) sh("taskset", ["-a", "-cp", cpus, pid]);
+        }
+        const state = join(work, `state-${store}`);
+        const log = join(work, `netboot-${store}.log`);
+        const argv = [bun, join(repo, "src/main.ts"), "serve", "--config", lab, "--iface", "stm-s", "--dhcp", "server", "--force", "--pool", "198.18.1.0-198.18.255.254", "--http-port", "80", "--state-dir", state, "--user", "root", "--no-live", ...(store === "postgres" ? ["--store", pg!.createDb("storm")] : []), ...(process.env.STORM_ARGS ?? "").split(" ").filter(Boolean)];
+        const nb = new Server("netboot", ["ip", "netns", "exec", S, ...argv], { log });
+        try {
+          for (let i = 0; i < 100 && !/ready:/.test(safeRead(log)); i++) await Bun.sleep(100);
+          const start = performance.now();
+          const out = join(work, `results-${store}.json`);
+          const r = sh("ip", ["netns", "exec", C, bun, join(repo, "scripts/bench/storm-client.ts"), "--iface", "stm-c", "--server", "198.18.0.1", "--clients", String(CLIENTS), "--out", out, "--sizes", JSON.stringify(img.sizes)]);
+          if (r.code !== 0) throw new Error(`storm client: ${r.err}`);
+          const seconds = (performance.now() - start) / 1000;
+          const hwm = Number(readFileSync(`/proc/${nb.proc.pid}/status`, "utf8").match(/VmHWM:\s+(\d+)/)![1]) / 1024;
+          const results = JSON.parse(readFileSync(out, "utf8")) as Array<Record<string, unknown>>;
+          const ok = results.filter((x) => x.ok);
+          const failed = results.filter((x) => !x.ok);
+          const bytes = ok.reduce((n, x) => n + Number(x.httpBytes) + Number(x.tftpBytes), 0);
+          const ideal = bytes / 1e6 / nginxMBs;
+          const ttfb = ok.map((x) => Number(x.bootcfgTtfbMs));
+          const at = ok.map((x) => Number(x.bootcfgAtMs));
+          const done = ok.map((x) => Number(x.doneMs) / 1000);
+          header = `## Boot storm: ${CLIENTS} UEFI PXE clients at once, ${MB} MiB of modules each (${(bytes / 1e9).toFixed(1)} GB in all), every client listed in the lab${process.env.STORM_ARGS ? `, serve ${process.env.STORM_ARGS}` : ""}${process.env.STORM_SOURCE === "url" ? ", the ISO by URL from nginx" : ""}`;
+          columns[store === "file" ? "file store" : "PostgreSQL store"] = [
+            `${Math.max(...done, 0).toFixed(1)} s (client run ${seconds.toFixed(1)} s)`,
+            `${ideal.toFixed(1)} s (nginx ${nginxMBs.toFixed(0)} MB/s)`,
+            `${(Math.max(...done, 0) / ideal).toFixed(2)}×`,
+            `${failed.length}${failed.length ? ` (${failed.slice(0, 3).map((f) => f.error).join("; ")})` : ""}`,
+            `${hwm.toFixed(0)} MB`,
+            `${pct(ttfb, 50)} / ${pct(ttfb, 99)} ms`,
+            `${(pct(at, 50) / 1000).toFixed(2)} / ${(pct(at, 99) / 1000).toFixed(2)} s`,
+            `${pct(done, 50).toFixed(1)} / ${pct(done, 99).toFixed(1)} s`,
+          ];
+        } finally {
+          await nb.stop();
+        }
+      }
     } finally {
-      await nb.stop();
       await origin?.stop();
+      pg?.stop();
     }
-    void t0;
+    const figures = ["total time, first DISCOVER to the last module's last byte", "ideal: bytes ÷ nginx single stream (same veth, same run)", "ratio to ideal", "failures", "netboot peak RSS (VmHWM)", "boot.cfg time to first byte, p50 / p99 (per request)", "boot.cfg first byte since the storm began, p50 / p99", "all clients done, p50 / p99"];
+    const names = Object.keys(columns);
+    lines.push(header, "", `| figure | ${names.join(" | ")} |`, `|---|${names.map(() => "---|").join("")}`, ...figures.map((f, i) => `| ${f} | ${names.map((n) => columns[n]![i]).join(" | ")} |`));
   } finally {
     cleanup();
     rmSync(work, { recursive: true, force: true });

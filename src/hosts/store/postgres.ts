@@ -8,10 +8,12 @@
  *   netboot_hosts       one row per MAC: the record as JSON (record.ts), its revision
  *   netboot_host_logs   the installers' logs sent to failed_url
  *
- * Every operation is one transaction: the row locked, the same reducer as the file backend applied to it,
- * written, and a NOTIFY on netboot_hosts that the other instances follow (they read the row again). After
- * a reconnect of the listening connection everything is read again, since notifications may have been
- * missed meanwhile.
+ * Every operation is the same reducer as the file backend's, applied to the row, written with a NOTIFY on
+ * netboot_hosts that the other instances follow (they read the row again). Most take one statement: an
+ * UPDATE of the row at the revision this instance last saw (a phase mark while DHCP answers costs one
+ * round trip); when another instance changed it meanwhile, or for a first row, a transaction with the row
+ * locked does it again on what is there. After a reconnect of the listening connection everything is
+ * read again, since notifications may have been missed meanwhile.
  */
 import { LIMITS, redactUrl } from "../../config.ts";
 import { errorMessage, StoreError } from "../../errors.ts";
@@ -36,6 +38,8 @@ export class PgBackend implements StoreBackend {
   readonly #listed: (mac: Mac) => boolean;
   readonly #by = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   #subscription: { unlisten(): Promise<void> } | undefined;
+  /** Each row as this instance last read or wrote it: what the one-statement update expects to find. */
+  readonly #seen = new Map<Mac, HostRecord>();
   /** A server follows the other instances (LISTEN); `netboot hosts` only writes. */
   #follows = true;
   #closed = false;
@@ -69,15 +73,36 @@ export class PgBackend implements StoreBackend {
     const rows = (await this.#sql`select mac, record from netboot_hosts where rev > 0`) as Array<{ mac: string; record: unknown }>;
     return rows.map((row) => {
       try {
-        return parseRecord(row.record, row.mac);
+        const r = parseRecord(row.record, row.mac);
+        this.#seen.set(r.mac, r);
+        return r;
       } catch (err) {
         throw new StoreError("E_STATE_CORRUPT", `host store ${this.where}: the row of ${row.mac} in netboot_hosts is not a host record (${errorMessage(err)}); fix it, or delete it (DELETE FROM netboot_hosts WHERE mac = '${row.mac}') to arm that host again`);
       }
     });
   }
 
-  /** The reducer on the locked row (another instance may have changed it since this one's memory did). */
+  /**
+   * The reducer on the row as this instance last saw it, in one UPDATE that holds only if nobody changed it
+   * since (its revision); else on the locked row (another instance may have changed it since this one's
+   * memory did).
+   */
   async persist(mac: Mac, op: HostOp, at: number, _keep: HostRecord | undefined, opts: { log?: Uint8Array | undefined }): Promise<HostRecord | "gone" | undefined> {
+    const seen = this.#seen.get(mac);
+    if (seen && !opts.log) {
+      const next = applyOp(seen, mac, op, at);
+      if (next === seen) return undefined;
+      const keep = next ? durablePart(next, this.#listed(mac) || seen.token !== undefined) : undefined;
+      if (keep) {
+        const note = JSON.stringify({ mac, by: this.#by, rev: keep.rev });
+        const rows = await this.#sql`with up as (update netboot_hosts set record = ${keep}, rev = ${keep.rev}, updated_at = now() where mac = ${mac} and rev = ${seen.rev} returning mac)
+                                     select pg_notify(${CHANNEL}, ${note}) from up`;
+        if (rows.length === 1) {
+          this.#seen.set(mac, keep);
+          return keep;
+        }
+      }
+    }
     const stored = await this.#sql.begin(async (tx) => {
       // A row to lock first (a placeholder of revision 0 when there is none): two instances writing the
       // first record of a MAC at once then take turns instead of both inserting.
@@ -107,6 +132,8 @@ export class PgBackend implements StoreBackend {
       await tx`select pg_notify(${CHANNEL}, ${JSON.stringify({ mac, by: this.#by, rev: keep?.rev ?? null })})`;
       return keep ?? "gone";
     });
+    if (stored && stored !== "gone") this.#seen.set(mac, stored);
+    else if (stored === "gone") this.#seen.delete(mac);
     // null: nothing there and nothing changed (the caller's memory stands).
     return stored === null ? undefined : stored;
   }
@@ -118,7 +145,11 @@ export class PgBackend implements StoreBackend {
       for (let i = 0; i < rows.length; i += 1000) await tx`insert into netboot_hosts ${tx(rows.slice(i, i + 1000), "mac", "record", "rev")} on conflict (mac) do nothing`;
       return tx`select mac, record from netboot_hosts where rev > 0 and mac in ${tx(minted.map((m) => m.mac))}`;
     })) as Array<{ mac: string; record: unknown }>;
-    return stored.map((r) => parseRecord(r.record, r.mac));
+    return stored.map((r) => {
+      const rec = parseRecord(r.record, r.mac);
+      this.#seen.set(rec.mac, rec);
+      return rec;
+    });
   }
 
   async failureLog(mac: Mac): Promise<Uint8Array | undefined> {
@@ -168,7 +199,10 @@ export class PgBackend implements StoreBackend {
     if (note.by === this.#by || typeof note.mac !== "string") return;
     try {
       const rows = (await this.#sql`select record from netboot_hosts where mac = ${note.mac} and rev > 0`) as Array<{ record: unknown }>;
-      hooks.record(note.mac as Mac, rows[0] ? parseRecord(rows[0].record, note.mac) : undefined);
+      const r = rows[0] ? parseRecord(rows[0].record, note.mac) : undefined;
+      if (r) this.#seen.set(r.mac, r);
+      else this.#seen.delete(note.mac as Mac);
+      hooks.record(note.mac as Mac, r);
     } catch (err) {
       this.#log.warn(`host store ${this.where}: a change to ${note.mac} could not be read (${errorMessage(err)})`);
     }
