@@ -76,8 +76,9 @@ export const LIMITS = {
     maxConnections: 4096,
     /** The largest request body read (an installer's log sent to failed_url). */
     maxBody: 4 * MiB,
-    /** Retry-After of a 503 when every answer slot is taken. */
+    /** Retry-After of a 503 when every answer slot is taken, and when the image source is unreachable. */
     busyRetryAfterSeconds: 5,
+    unavailableRetryAfterSeconds: 30,
     /** Bytes handed to a socket at once from memory (node:http: one piece per drain). */
     streamChunk: 1 * MiB,
     /** A remote file's window answered from one read when it is at most this. */
@@ -121,6 +122,8 @@ export const LIMITS = {
     declineSeconds: 600,
     /** Lease journal lines before it is folded into a new snapshot. */
     journalCompactAfter: 20_000,
+    /** Requests held while the server's answers are not ready yet (the image still opening). */
+    heldBeforeReady: 1024,
   },
   hosts: {
     /** Unlisted machines followed in memory at most; the ones seen longest ago go first. */
@@ -143,6 +146,16 @@ export const LIMITS = {
     maxNeighbors: 8192,
     /** How often the hint watcher looks at every machine. */
     hintEveryMs: 2000,
+    /** A write that failed is tried again after this, doubling up to the next. */
+    retryFirstMs: 250,
+    retryMaxMs: 30_000,
+    /** At stop, writes still queued get this long to land. */
+    closeWaitMs: 5000,
+    /** `netboot hosts` waits this long for a running server to read what it wrote (file store). */
+    wakeWaitMs: 2000,
+    /** PostgreSQL: connections at most, and seconds an idle one is kept. */
+    pgConnections: 8,
+    pgIdleSeconds: 60,
   },
   /**
    * What a healthy link's firmware and loaders take between steps, with room (the QEMU lab's timings):
@@ -173,10 +186,10 @@ export const LIMITS = {
     backoffMs: 100,
     timeoutMs: 30_000,
   },
+  /** State files: a lock is waited for this long; a lock file whose writer's PID is unknown is stale after the next. */
+  lock: { waitMs: 5000, staleMs: 60_000 },
   /** A directory source's listing is read again after this (a mounted ISO does not change; an edited tree may). */
   dirListingTtlMs: 2000,
-  /** BSDP selections remembered at most. */
-  bsdpSelections: 4096,
 } as const;
 
 export interface PoolSpec {
@@ -396,9 +409,29 @@ export function httpBase(ip: string, port: number): string {
   return port === DEFAULTS.httpPort ? `http://${ip}` : `http://${ip}:${port}`;
 }
 
-/** A URL as it may be shown: its password (user:PASSWORD@) replaced. */
+/** Query parameters of a URL that carry a password (libpq's password and sslpassword, and the usual pass). */
+const SECRET_PARAMS = ["password", "sslpassword", "pass", "passwd"];
+
+/**
+ * A URL as it may be shown: its password replaced by ****, in the user part (up to the last @ before the
+ * query, so a password with an unescaped @ or / goes whole) and in the query (?password=).
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@]*):[^/@]*@/i, "$1:****@");
+  const userPart = url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@?#]*):[^?#]*@/i, "$1:****@");
+  let u: URL;
+  try {
+    u = new URL(userPart);
+  } catch {
+    return userPart.replace(/([?&](?:ssl)?pass(?:word|wd)?=)[^&#]*/gi, "$1****");
+  }
+  let changed = false;
+  for (const k of [...u.searchParams.keys()]) {
+    if (SECRET_PARAMS.includes(k.toLowerCase())) {
+      u.searchParams.set(k, "****");
+      changed = true;
+    }
+  }
+  return changed ? u.toString() : userPart;
 }
 
 /** The one line of `serve --help` that states the servers' bounds (read from LIMITS). */

@@ -16,7 +16,7 @@ const allowed: Record<string, string[]> = {
   "files": ["errors.ts", "wire", "iso", "log.ts", "net", "config.ts"],
   "boot": ["errors.ts", "wire", "files", "config.ts", "log.ts"],
   "net": ["errors.ts", "wire", "log.ts", "config.ts"],
-  "state": ["errors.ts"],
+  "state": ["errors.ts", "config.ts"],
   // The one bus and its typed union: what a file is (boot's FileKind), which firmware asked.
   "events.ts": ["wire", "boot", "log.ts"],
   "http": ["errors.ts", "wire", "files", "boot", "log.ts", "net", "config.ts", "events.ts"],

@@ -2,7 +2,7 @@
 import type { ArgsDef, CommandDef } from "citty";
 import type { DhcpMode, PoolSpec, ReservationSpec, ServeConfig } from "../config.ts";
 import type { LabFile } from "../hosts/lab.ts";
-import { DEFAULTS, makeConfig, validateServeConfig } from "../config.ts";
+import { DEFAULTS, LIMITS, makeConfig, validateServeConfig } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { defaultAddress, interfaceAddress, type InterfaceAddress } from "../net/interfaces.ts";
 import { parseMac } from "../wire/mac.ts";
@@ -51,7 +51,7 @@ export const serveArgs = {
   "ipxe-dir": { type: "string", description: "Directory with undionly.kpxe, snponly.efi, ipxe.efi (default: built in, or /usr/lib/ipxe)", valueHint: "DIR" },
   tftp: { type: "boolean", default: true, description: "Serve TFTP (the same files as HTTP)", negativeDescription: "Do not serve TFTP" },
   "tftp-port": { type: "string", default: String(DEFAULTS.tftpPort), description: "TFTP port", valueHint: "N" },
-  "tftp-max-blksize": { type: "string", default: String(DEFAULTS.tftpMaxBlksize), description: "Largest TFTP blksize granted (RFC 2348; at most 9212 on macOS, whose UDP datagrams stop at 9216 bytes)", valueHint: "N" },
+  "tftp-max-blksize": { type: "string", default: String(DEFAULTS.tftpMaxBlksize), description: `Largest TFTP blksize granted (RFC 2348; at most ${LIMITS.tftp.darwinMaxDatagram - 4} on macOS, whose UDP datagrams stop at ${LIMITS.tftp.darwinMaxDatagram} bytes)`, valueHint: "N" },
   "tftp-max-windowsize": { type: "string", default: String(DEFAULTS.tftpMaxWindowsize), description: "Largest TFTP windowsize granted (RFC 7440)", valueHint: "N" },
   "cache-mem": { type: "string", default: String(DEFAULTS.cacheMemMiB), description: "MiB of memory for hot files (whole files up to a quarter of it; 0: off)", valueHint: "MIB" },
   ...logArgs,

@@ -3,6 +3,7 @@
  * collect the OFFERs. Used by --dhcp auto (proxy beside a server, full server on an empty link) and to
  * refuse --dhcp server where one already answers.
  */
+import { DEFAULTS } from "../config.ts";
 import { ServiceError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { bindSocketToDevice } from "../net/device.ts";
@@ -63,7 +64,7 @@ export async function probeDhcpServers(opts: { iface: string; mac: Mac; ownIp: n
     p.options.set(Opt.ParameterRequestList, Uint8Array.of(Opt.SubnetMask, Opt.Router, Opt.ServerIdentifier));
     p.options.set(Opt.VendorClass, str("netboot-probe"));
     const bytes = encodeDhcpPacket(p);
-    const deadline = Date.now() + (opts.timeoutMs ?? 6000);
+    const deadline = Date.now() + (opts.timeoutMs ?? DEFAULTS.probeMs);
     // A DISCOVER every second, as DHCP clients retry, until the deadline or the first OFFER: one packet
     // lost on a busy link must not decide the mode, and servers may be slow to offer (dnsmasq pings 3 s).
     while (Date.now() < deadline && servers.size === 0) {

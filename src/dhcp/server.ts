@@ -20,7 +20,7 @@ import { clientMac, decodeDhcpPacket, encodeDhcpPacket, optString, optU8, type D
 import { DHCP_RATE, RateLimiter, type RateLimitOptions } from "./rate.ts";
 import type { DhcpAnswer, DhcpRequest, Responder } from "./responders.ts";
 import { replyDestination } from "./transmit.ts";
-import type { TransmitOptions } from "../config.ts";
+import { LIMITS, type TransmitOptions } from "../config.ts";
 import type { BootDecision } from "../boot/types.ts";
 
 export interface DhcpServerOptions {
@@ -86,9 +86,6 @@ export interface DhcpServerHandle {
   close(): Promise<void>;
 }
 
-/** Requests held at most while the sockets wait for their responders (the rest are dropped: clients retry). */
-const HELD = 1024;
-
 export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServerHandle> {
   const host = opts.host ?? "0.0.0.0";
   const sockets: UdpSocket[] = [];
@@ -143,7 +140,7 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
   const limited = new ThrottledNotice((line) => opts.log.warn(line));
   const handle = (sock: UdpSocket, data: Uint8Array, address: string, port: number, viaPxePort: boolean): void => {
     if (!responders) {
-      if (held.length < HELD) held.push(() => handle(sock, data, address, port, viaPxePort));
+      if (held.length < LIMITS.dhcp.heldBeforeReady) held.push(() => handle(sock, data, address, port, viaPxePort));
       return;
     }
     let packet: DhcpPacket;

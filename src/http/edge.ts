@@ -60,7 +60,7 @@ export const BUSY_HEADERS = { "content-type": "text/plain; charset=utf-8", "retr
 export const busyText = (max: number) => `server busy: ${max} answers already being sent; try again\n`;
 
 /** 503 with the source's one-line reason (a URL source that went away or changed), for both edges. */
-export const UNAVAILABLE_HEADERS = { "content-type": "text/plain; charset=utf-8", "retry-after": "30" };
+export const UNAVAILABLE_HEADERS = { "content-type": "text/plain; charset=utf-8", "retry-after": String(LIMITS.http.unavailableRetryAfterSeconds) };
 export const unavailableText = (err: unknown) => `image source unavailable: ${(err as Error).message}\n`;
 
 export function limitsOf(opts: HttpServerOptions): HttpLimits {

@@ -5,6 +5,7 @@
  * the holder's PID; a lock whose holder is gone (kill -9, a crash) is taken over.
  */
 import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
+import { LIMITS } from "../config.ts";
 import { StoreError, errorMessage } from "../errors.ts";
 
 /** Is the process with this PID still there? (EPERM: it is, under another user.) */
@@ -43,7 +44,7 @@ export function tryLock(path: string): { ok: true } | { ok: false; pid: number |
       const pid = holder(path);
       if (pid === process.pid) return { ok: true };
       // A holder that is gone, or a lock left half-written by a crash (no PID) more than a minute ago.
-      const stale = pid === undefined ? Date.now() - statSync(path).mtimeMs > 60_000 : !alive(pid);
+      const stale = pid === undefined ? Date.now() - statSync(path).mtimeMs > LIMITS.lock.staleMs : !alive(pid);
       if (!stale) return { ok: false, pid };
       rmSync(path, { force: true });
     }
@@ -56,7 +57,7 @@ export function unlock(path: string): void {
 }
 
 /** Runs `fn` holding the lock at `path`, waiting for it up to `waitMs` (its holders hold it for milliseconds). */
-export async function withLock<T>(path: string, fn: () => T | Promise<T>, waitMs = 5000): Promise<T> {
+export async function withLock<T>(path: string, fn: () => T | Promise<T>, waitMs: number = LIMITS.lock.waitMs): Promise<T> {
   const until = Date.now() + waitMs;
   for (;;) {
     const got = tryLock(path);
