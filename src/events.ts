@@ -8,11 +8,12 @@
  *
  * Every event has `type` and `time` (ISO 8601), `mac` where known, and `ip` only where the event shows the
  * host's own address (its lease, or a request from an address known to be that MAC): a request that names
- * a MAC in its path and comes from elsewhere carries the requester in `client`, never as the host's `ip`.
+ * a MAC in its path and comes from elsewhere carries the requester in `client`, never as the host's `ip`,
+ * and `elsewhere` when that address is known to be another machine's (it then moves nothing of the host).
  * Secrets never go in: an event names files and hosts, never a kickstart's contents or a token.
  */
 import type { FileKind } from "./boot/files.ts";
-import type { Firmware } from "./boot/types.ts";
+import type { Decline, Firmware } from "./boot/types.ts";
 import type { Logger } from "./log.ts";
 import type { Mac } from "./wire/mac.ts";
 
@@ -33,13 +34,16 @@ interface Base {
   time: string;
   mac?: Mac | undefined;
   ip?: string | undefined;
+  /** Asked in the host's name (its MAC in the path) from an address known to be another machine's. */
+  elsewhere?: true | undefined;
 }
 
 export type NetbootEvent =
   /**
    * A DHCP (or proxyDHCP) request and what became of it: `answer` our reply's type, `file` the boot file
    * it names, `decision` and `reason` what the boot policy said (a denied host in server mode still gets
-   * an address: answer OFFER, decision ignore), `ignored` why there was no answer at all.
+   * an address: answer OFFER, decision ignore), `declined` why it got no boot answer (a code), `ignored`
+   * why there was no answer at all.
    */
   | (Base & {
       type: "dhcp.request";
@@ -51,6 +55,7 @@ export type NetbootEvent =
       ignored: string | undefined;
       firmware: Firmware | undefined;
       decision: DecisionAction | undefined;
+      declined: Decline | undefined;
       reason: string | undefined;
     })
   /** An Apple BSDP INFORM[LIST|SELECT] or a Mac's DISCOVER, and the answer. */

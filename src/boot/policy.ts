@@ -24,7 +24,7 @@ import { IPXE_PATH, type ServeConfig } from "../config.ts";
 import { Arch } from "./arch.ts";
 import type { BootImage } from "./image.ts";
 import { biosUnbootable } from "./ipxe.ts";
-import type { BootClient, BootDecision, Firmware } from "./types.ts";
+import type { BootClient, BootDecision, Decline, Firmware } from "./types.ts";
 
 export interface IpxeBinaries {
   /** BIOS: iPXE over the PXE ROM's UNDI driver. */
@@ -111,13 +111,13 @@ export function firmwareOf(c: BootClient): Firmware {
 
 export function decideBoot(c: BootClient, host: HostSnapshot, cfg: PolicyConfig): BootDecision {
   const firmware = firmwareOf(c);
-  const ignore = (reason: string): BootDecision => ({ action: "ignore", firmware, reason });
+  const ignore = (reason: string, declined: Decline = "unbootable"): BootDecision => ({ action: "ignore", firmware, reason, declined });
   const netboot = c.vendorClass?.startsWith("PXEClient") || c.vendorClass?.startsWith("HTTPClient") || firmware === "ipxe" || firmware === "apple";
-  if (!netboot) return ignore("not a network-boot request (no PXEClient/HTTPClient vendor class, not iPXE)");
-  if (host.refused) return ignore(host.refused);
+  if (!netboot) return ignore("not a network-boot request (no PXEClient/HTTPClient vendor class, not iPXE)", "not-netboot");
+  if (host.refused) return ignore(host.refused, "refused");
   if (host.localBoot) return { action: "local", firmware, reason: host.localBoot };
   const image = cfg.images.find((i) => i.name === host.image) ?? cfg.images[0];
-  if (!image) return ignore("no image is served");
+  if (!image) return ignore("no image is served", "no-image");
   const esxi = image.esxi;
   const url = (path: string) => `${cfg.httpBase}/${path}`;
   const boot = (transport: "tftp" | "http", file: string, vendorClass: "PXEClient" | "HTTPClient", why: string): BootDecision => ({
@@ -163,8 +163,8 @@ export function decideBoot(c: BootClient, host: HostSnapshot, cfg: PolicyConfig)
       return boot("tftp", file, "PXEClient", file === IPXE_EFI ? "Intel Mac: iPXE (snponly.efi) by TFTP" : `Intel Mac: ${file} by TFTP (--mac-bootfile)`);
     }
     case "efi-ia32":
-      return ignore("32-bit UEFI client: ESXi has no loader for it");
+      return ignore("32-bit UEFI client: ESXi has no loader for it", "unsupported");
     case "unknown":
-      return ignore(`unknown client architecture ${c.arch ?? "(none)"}`);
+      return ignore(`unknown client architecture ${c.arch ?? "(none)"}`, "unsupported");
   }
 }

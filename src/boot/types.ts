@@ -30,6 +30,16 @@ export interface BootClient {
   relayed: boolean;
 }
 
+/**
+ * Why a request gets no boot answer: not a network-boot request at all (a plain DHCP client), refused by
+ * the host list, no image served, the image or the server lacks what this firmware needs, or a firmware
+ * ESXi has no loader for.
+ */
+export type Decline = "not-netboot" | "refused" | "no-image" | "unbootable" | "unsupported";
+
+/** What the policy answered a machine, as one code: the screen, the table and the page show it. */
+export type Verdict = "boot" | "local" | Decline;
+
 export type BootDecision =
   | {
       action: "boot";
@@ -44,6 +54,7 @@ export type BootDecision =
       /** A line for the log: which row of the policy decided. */
       why: string;
     }
-  | { action: "ignore"; firmware: Firmware; reason: string }
+  /** No boot answer; `declined` why, as a code (the reason says it in words). */
+  | { action: "ignore"; firmware: Firmware; reason: string; declined: Decline }
   /** Boot from its own disk: no boot answer, and an iPXE that asks gets a script that exits. */
   | { action: "local"; firmware: Firmware; reason: string };

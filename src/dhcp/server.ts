@@ -265,6 +265,7 @@ export function exchangeEvent(e: DhcpExchange): EventInput {
     ignored: e.ignored,
     firmware: firmwareOf(e.client),
     decision: decision?.action,
+    declined: decision?.action === "ignore" ? decision.declined : undefined,
     reason: decision === undefined ? undefined : decision.action === "boot" ? decision.why : decision.reason,
   };
 }

@@ -40,7 +40,7 @@ export function explain(s: HostState, now: number, ctx: ExplainContext): Hint | 
   // Before a restart: how long it has been quiet says nothing about the boot (it may be long over).
   if (s.restored && s.phase) return { code: "restored", level: "info", text: `${s.phase} before netboot restarted; nothing heard from it since` };
   if (!s.phase) {
-    if (s.answered?.startsWith("no boot answer") && !s.listed && /not listed|not allowed/.test(s.answered)) {
+    if (s.verdict === "refused" && !s.listed) {
       return { code: "not-listed", level: "info", text: `not listed, so it gets no boot answer: add it to the lab file's hosts: (or --allow ${s.mac})` };
     }
     return undefined;

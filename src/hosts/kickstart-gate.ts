@@ -49,9 +49,20 @@ export function kickstartGate(ask: KickstartAsk, book: HostBook, armedWhy: (mac:
   return { allow: true, entry, source, mac };
 }
 
-/** The asking address is the named host's own: its lease here, or the neighbour table says so. */
+/**
+ * The asking address is the named host's own: its lease here when it has one (an address this server
+ * handed it; the neighbour table, which anyone on the link can teach with a gratuitous ARP, is not asked
+ * then), else the neighbour table says so (proxyDHCP: another server leased it).
+ */
 export function isTheHost(ask: KickstartAsk): boolean {
-  return ask.from !== undefined && ask.mac !== undefined && (ask.macAtFrom === ask.mac || ask.leasedIp === ask.from);
+  if (ask.from === undefined || ask.mac === undefined) return false;
+  return ask.leasedIp !== undefined ? ask.leasedIp === ask.from : ask.macAtFrom === ask.mac;
+}
+
+/** The asking address is known to be another machine's (its lease here is another, or ARP names another MAC). */
+export function askedElsewhere(ask: KickstartAsk): boolean {
+  if (ask.from === undefined || ask.mac === undefined) return false;
+  return ask.leasedIp !== undefined ? ask.leasedIp !== ask.from : ask.macAtFrom !== undefined && ask.macAtFrom !== ask.mac;
 }
 
 export interface KickstartsOptions {
@@ -73,10 +84,11 @@ export function kickstarts(o: KickstartsOptions): (mac: Mac | undefined, image: 
     const verdict = kickstartGate(ask, book, (m) => o.policy.armed(m).why);
     // The host's own address only when the asker is the host (a request from elsewhere names it, nothing more).
     const ip = isTheHost(ask) ? from : undefined;
+    const elsewhere = askedElsewhere(ask) || undefined;
     if (!verdict.allow) {
       if (!verdict.quiet && mac) {
         o.log.warn(`${mac}: kickstart refused: ${verdict.refused}`);
-        o.events({ type: "ks.served", mac, ip, client: from, image: image.name, refused: verdict.refused });
+        o.events({ type: "ks.served", mac, ip, elsewhere, client: from, image: image.name, refused: verdict.refused });
       }
       return { refused: verdict.refused };
     }
@@ -85,7 +97,7 @@ export function kickstarts(o: KickstartsOptions): (mac: Mac | undefined, image: 
       ? kickstartVariables(verdict.entry, verdict.mac, image.name, o.site, verdict.mac ? o.leasedAddress(verdict.mac) : undefined, token)
       : { ...kickstartVariables(undefined, "" as Mac, image.name, o.site, undefined, ""), done_url: "", failed_url: "" };
     const text = renderTemplate(verdict.source.text, vars);
-    if (mac) o.events({ type: "ks.served", mac, ip, client: from, image: image.name, refused: undefined });
+    if (mac) o.events({ type: "ks.served", mac, ip, elsewhere, client: from, image: image.name, refused: undefined });
     return new TextEncoder().encode(text);
   };
 }

@@ -73,6 +73,15 @@ export function phaseAfter(e: NetbootEvent, current: Phase | undefined): { phase
   }
 }
 
+/**
+ * The event may be the machine's own: its DHCP or BSDP packet, or a request from its address or from one
+ * not known to be anyone's (routed; loopback). A file asked for in its name from an address known to be
+ * another machine's (`elsewhere`) moves nothing of it.
+ */
+export function identifies(e: NetbootEvent): boolean {
+  return !e.elsewhere;
+}
+
 export class HostTracker {
   readonly #store: HostStore;
   readonly #bus: EventBus;
@@ -98,7 +107,7 @@ export class HostTracker {
   }
 
   #observe(e: NetbootEvent): void {
-    if (!e.mac || e.type.startsWith("host.") || e.type === "link.quiet") return;
+    if (!e.mac || e.type.startsWith("host.") || e.type === "link.quiet" || !identifies(e)) return;
     const next = phaseAfter(e, this.#store.get(e.mac)?.phase);
     if (next) void this.#store.mark(e.mac, next.phase, { restart: next.restart });
   }

@@ -6,12 +6,13 @@
  * kept across a restart; the facts are the store's (store/).
  */
 import type { FileKind } from "../boot/files.ts";
-import type { Firmware } from "../boot/types.ts";
+import type { Firmware, Verdict } from "../boot/types.ts";
 import { LIMITS } from "../config.ts";
 import type { EventBus, NetbootEvent, Phase } from "../events.ts";
 import type { Logger } from "../log.ts";
 import type { Mac } from "../wire/mac.ts";
 import { describeEvent } from "./describe.ts";
+import { identifies } from "./tracker.ts";
 import type { HostStore } from "./store/store.ts";
 
 /** The machine's platform as its first-stage firmware showed it (iPXE later hides it). */
@@ -61,6 +62,8 @@ export interface HostState {
   failure: string | undefined;
   /** What it was answered, or why not ("no boot answer (not listed…)", "boot ipxe/snponly.efi"). */
   answered: string | undefined;
+  /** The same as a code (the table, the page and the hints decide by it). */
+  verdict: Verdict | undefined;
   /** [time, progress bytes] samples of the last seconds, for the rate. */
   samples: Array<[number, number]>;
 }
@@ -76,7 +79,7 @@ export function blank(mac: Mac, listed: boolean): HostState {
 }
 
 function blankScreen(mac: Mac): Screen {
-  return { mac, install: undefined, restored: false, ip: undefined, firmware: undefined, platform: undefined, bytes: 0, moduleBytes: 0, inflight: new Map(), lastSeen: undefined, lastEvent: undefined, lastError: undefined, lastErrorAt: undefined, hint: undefined, recent: [], marks: {}, nbpFile: undefined, answered: undefined, samples: [] };
+  return { mac, install: undefined, restored: false, ip: undefined, firmware: undefined, platform: undefined, bytes: 0, moduleBytes: 0, inflight: new Map(), lastSeen: undefined, lastEvent: undefined, lastError: undefined, lastErrorAt: undefined, hint: undefined, recent: [], marks: {}, nbpFile: undefined, answered: undefined, verdict: undefined, samples: [] };
 }
 
 export class HostViews {
@@ -182,6 +185,7 @@ export class HostViews {
       failed_at: iso(s.failedAt),
       failure: s.failure ?? null,
       answered: s.answered ?? null,
+      verdict: s.verdict ?? null,
     };
   }
 
@@ -207,6 +211,7 @@ export class HostViews {
 
   #observe(e: NetbootEvent): void {
     if (!e.mac || e.type === "link.quiet") return;
+    if (!e.type.startsWith("host.") && !identifies(e)) return this.#named(e);
     const s = this.#screen(e.mac);
     const now = Date.now();
     // A new install (the tracker marked it, for this very event) or none (armed again): a blank screen.
@@ -281,34 +286,29 @@ export class HostViews {
     }
   }
 
+  /**
+   * A request that names a machine from an address not known to be its own: in its recent events and, when
+   * refused, as its last error (someone asked for its kickstart), but its address, progress and moments
+   * stay what the machine itself showed. A MAC with no screen gets none (a flood of made-up paths).
+   */
+  #named(e: NetbootEvent): void {
+    const s = this.#screens.get(e.mac!);
+    const text = describeEvent(e);
+    if (!s || !text) return;
+    const now = Date.now();
+    s.recent.push({ time: now, text });
+    if (s.recent.length > LIMITS.hosts.recentEvents) s.recent.shift();
+    const failed = (e.type === "tftp.end" && e.outcome !== "sent" && !e.sizeProbe) || (e.type === "http.end" && e.status >= 400 && e.kind !== "crypto");
+    if (failed) error(s, now, text);
+    if (e.type === "ks.served" && e.refused) error(s, now, `kickstart refused: ${e.refused}`);
+  }
+
+  /** A file served whole: the moment of its kind, the module bytes, the first stage it got. */
   #served(s: Screen, e: Extract<NetbootEvent, { type: "tftp.end" | "http.end" }>, now: number): void {
-    const file = e.type === "tftp.end" ? e.file : e.path;
-    switch (e.kind) {
-      case "module":
-      case "disc":
-        s.moduleBytes += e.bytes;
-        s.marks.module = now;
-        break;
-      case "nbp":
-        s.marks.nbp = now;
-        s.nbpFile = file;
-        break;
-      case "script":
-        s.marks.script = now;
-        break;
-      case "loader":
-        s.marks.loader = now;
-        s.nbpFile = file;
-        break;
-      case "bootcfg":
-        s.marks.bootcfg = now;
-        break;
-      case "ks":
-        s.marks.ks = now;
-        break;
-      default:
-        break;
-    }
+    const mark = e.kind ? MARK_OF[e.kind] : undefined;
+    if (mark) s.marks[mark] = now;
+    if (e.kind === "module" || e.kind === "disc") s.moduleBytes += e.bytes;
+    if (e.kind === "nbp" || e.kind === "loader") s.nbpFile = e.type === "tftp.end" ? e.file : e.path;
   }
 
   /**
@@ -324,7 +324,7 @@ export class HostViews {
     else if (e.decision === "local") {
       answered = `boots from its own disk (${e.reason})`;
       say = true;
-    } else if (e.reason?.startsWith("not a network-boot request")) {
+    } else if (e.declined === "not-netboot") {
       if (this.store.get(s.mac)?.phase) return;
       answered = "not network-booting (a plain DHCP client)";
     } else {
@@ -333,8 +333,12 @@ export class HostViews {
     }
     if (s.answered !== answered && say) this.#log.info(`${s.mac}${listed ? "" : " (unlisted)"}: ${answered}`);
     s.answered = answered;
+    s.verdict = e.decision === "ignore" ? (e.declined ?? "unbootable") : e.decision;
   }
 }
+
+/** Which moment of an install (explain.ts) a file of each kind marks. */
+const MARK_OF: Partial<Record<FileKind, Mark>> = { nbp: "nbp", script: "script", loader: "loader", bootcfg: "bootcfg", module: "module", disc: "module", ks: "ks" };
 
 function restart(s: Screen): void {
   Object.assign(s, { bytes: 0, moduleBytes: 0, lastError: undefined, lastErrorAt: undefined, hint: undefined, marks: {}, samples: [], nbpFile: undefined });

@@ -122,13 +122,14 @@ export function cutOff(opts: HttpServerOptions, e: AccessEntry): void {
 
 /**
  * The host a request is about, and its address only when that address is the host's: a path that names a
- * MAC (01-<mac>/ks.cfg) asked from another address says nothing about where that host is.
+ * MAC (01-<mac>/ks.cfg) asked from another address says nothing about where that host is, and from an
+ * address known to be another machine's (`elsewhere`) nothing about the host at all.
  */
-function identify(opts: HttpServerOptions, e: AccessEntry): { mac: Mac | undefined; ip: string | undefined } {
+function identify(opts: HttpServerOptions, e: AccessEntry): { mac: Mac | undefined; ip: string | undefined; elsewhere: true | undefined } {
   const byAddress = e.client !== "?" ? opts.macOf?.(e.client) : undefined;
   const mac = e.response.mac ?? byAddress;
   const ours = !e.response.mac || byAddress === e.response.mac;
-  return { mac, ip: ours && e.client !== "?" ? e.client : undefined };
+  return { mac, ip: ours && e.client !== "?" ? e.client : undefined, elsewhere: e.response.mac && byAddress && byAddress !== e.response.mac ? true : undefined };
 }
 
 function logAt(opts: HttpServerOptions, e: AccessEntry, line: string): void {

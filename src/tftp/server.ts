@@ -87,7 +87,7 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
   let serve!: (files: BootFiles) => void;
   const filesReady = opts.files ? Promise.resolve(opts.files) : new Promise<BootFiles>((resolve) => (serve = resolve));
   /** What each running transfer is, for its events: the kind of file and whether its address is the host's. */
-  const about = new Map<TransferSpec, { kind: FileKind | undefined; ip: string | undefined }>();
+  const about = new Map<TransferSpec, { kind: FileKind | undefined; ip: string | undefined; elsewhere: true | undefined }>();
 
   const listener = await openUdp({
     address: opts.host,
@@ -206,16 +206,17 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     );
     // The host's address only when the address is known to be that MAC's (a path may name another host).
     const ip = !resolved.mac || resolved.mac === info?.mac ? address : undefined;
+    const elsewhere = resolved.mac && info?.mac && info.mac !== resolved.mac ? true : undefined;
     const kind = resolved.kind;
-    about.set(spec, { kind, ip });
-    emit?.({ type: "tftp.start", mac: spec.mac, ip, client, file: spec.file, kind, size: data.size, blksize: granted.blksize, windowsize: granted.windowsize });
+    about.set(spec, { kind, ip, elsewhere });
+    emit?.({ type: "tftp.start", mac: spec.mac, ip, elsewhere, client, file: spec.file, kind, size: data.size, blksize: granted.blksize, windowsize: granted.windowsize });
     await engine.start(spec, (e) => {
       release();
       about.delete(spec);
       if (e.outcome === "failed") opts.log.warn(transferLine(e));
       else opts.log.info(transferLine(e));
-      emit?.({ type: "tftp.end", mac: spec.mac, ip, client: e.client, file: e.file, kind, outcome: e.outcome, sizeProbe: e.sizeProbe, reason: e.reason, bytes: e.bytes, seconds: e.seconds, retransmits: e.retransmits });
-      if (kind === "bootcfg" && e.outcome === "sent" && spec.mac && resolved.image) emit?.({ type: "bootcfg.served", mac: spec.mac, ip, image: resolved.image.name, via: "tftp" });
+      emit?.({ type: "tftp.end", mac: spec.mac, ip, elsewhere, client: e.client, file: e.file, kind, outcome: e.outcome, sizeProbe: e.sizeProbe, reason: e.reason, bytes: e.bytes, seconds: e.seconds, retransmits: e.retransmits });
+      if (kind === "bootcfg" && e.outcome === "sent" && spec.mac && resolved.image) emit?.({ type: "bootcfg.served", mac: spec.mac, ip, elsewhere, image: resolved.image.name, via: "tftp" });
     });
     return true;
   }
@@ -231,7 +232,7 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
           if (reported.get(spec) === bytes) continue;
           reported.set(spec, bytes);
           const a = about.get(spec);
-          emit({ type: "tftp.progress", mac: spec.mac, ip: a?.ip, client: `${spec.client.address}:${spec.client.port}`, file: spec.file, kind: a?.kind, bytes, size: spec.data.size });
+          emit({ type: "tftp.progress", mac: spec.mac, ip: a?.ip, elsewhere: a?.elsewhere, client: `${spec.client.address}:${spec.client.port}`, file: spec.file, kind: a?.kind, bytes, size: spec.data.size });
         }
         for (const s of reported.keys()) if (!seen.has(s)) reported.delete(s);
       }, LIMITS.tftp.progressMs)

@@ -36,7 +36,7 @@ const BAR = 12;
 /** Rows of machines that boot come first; plain DHCP clients of the link are only counted. */
 export function tableLines(model: TableModel, width: number, height: number, now: number, style: Style = plainStyle): string[] {
   const w = Math.max(40, width - 1); // never the last column: a full line would wrap in some terminals
-  const booting = model.hosts.filter((h) => h.phase || h.listed || !(h.answered ?? "").startsWith("not network-booting"));
+  const booting = model.hosts.filter((h) => h.phase || h.listed || h.verdict !== "not-netboot");
   const others = model.hosts.length - booting.length;
   const wide = w >= 110;
   const cols: Array<{ title: string; width: number }> = wide
@@ -122,7 +122,7 @@ function footerLines(model: TableModel, others: number, w: number, style: Style)
   const counts = new Map<string, number>();
   for (const h of model.hosts) {
     const p = phaseOf(h);
-    if (p !== "seen" || !(h.answered ?? "").startsWith("not network-booting")) counts.set(p, (counts.get(p) ?? 0) + 1);
+    if (p !== "seen" || h.verdict !== "not-netboot") counts.set(p, (counts.get(p) ?? 0) + 1);
   }
   const byPhase = [...counts].map(([p, n]) => `${n} ${p}`).join(", ");
   const images = s.images.map((i) => `${i.name} (${i.title})`).join(", ");
@@ -135,8 +135,8 @@ function footerLines(model: TableModel, others: number, w: number, style: Style)
 
 function phaseOf(h: HostRow): string {
   if (h.phase) return h.phase;
-  if ((h.answered ?? "").startsWith("no boot answer")) return "refused";
-  if ((h.answered ?? "").startsWith("boots from its own disk")) return "local";
+  if (h.verdict === "local") return "local";
+  if (h.verdict && h.verdict !== "boot" && h.verdict !== "not-netboot") return "refused";
   return h.listed ? "waiting" : "seen";
 }
 

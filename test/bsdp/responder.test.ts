@@ -111,7 +111,7 @@ describe("INFORM[LIST] → ACK[LIST]", () => {
   });
 
   test("a refused Mac (not listed) gets nothing, and not a PXE answer either", () => {
-    expect(ignored(run(bsdpResponder(config({ decide: () => ({ action: "ignore", firmware: "apple", reason: "not listed (deny by default)" }) })), list()))).toBe("not listed (deny by default)");
+    expect(ignored(run(bsdpResponder(config({ decide: () => ({ action: "ignore", firmware: "apple", reason: "not listed (deny by default)", declined: "refused" }) })), list()))).toBe("not listed (deny by default)");
   });
 
   test("a Mac that boots from its own disk gets no image list", () => {
@@ -185,7 +185,7 @@ describe("DISCOVER from a Mac", () => {
       net: { subnet, router: undefined, dns: [], domain: undefined },
       relayed: false,
     };
-    const server = serverResponder({ serverIp: SERVER, poolFor: () => scoped, decide: () => ({ action: "ignore", firmware: "apple", reason: "policy not asked" }), extend: bsdpOfferExtension(cfg) });
+    const server = serverResponder({ serverIp: SERVER, poolFor: () => scoped, decide: () => ({ action: "ignore", firmware: "apple", reason: "policy not asked", declined: "refused" }), extend: bsdpOfferExtension(cfg) });
     const chain = [bsdpResponder(cfg), server];
     const first = (p: DhcpPacket) => {
       for (const r of chain) {

@@ -173,13 +173,13 @@ describe("kickstart, done, failed, not listed", () => {
   });
 
   test("an unlisted machine refused a boot answer is told how to list it", () => {
-    const s = host({ listed: false, answered: "no boot answer (not listed (deny by default))" });
+    const s = host({ listed: false, answered: "no boot answer (not listed (deny by default))", verdict: "refused" });
     const h = explain(s, T, ctx());
     expect(h?.code).toBe("not-listed");
     expect(h?.text).toContain(`--allow ${MAC}`);
     // A listed machine, or one refused for another reason, gets none.
-    expect(explain(host({ listed: true, answered: "no boot answer (not listed)" }), T, ctx())).toBeUndefined();
-    expect(explain(host({ listed: false, answered: "boots from its own disk" }), T, ctx())).toBeUndefined();
+    expect(explain(host({ listed: true, answered: "no boot answer (not listed)", verdict: "refused" }), T, ctx())).toBeUndefined();
+    expect(explain(host({ listed: false, answered: "boots from its own disk", verdict: "local" }), T, ctx())).toBeUndefined();
   });
 
   test("a machine that progresses on time gets no hint at any step", () => {
@@ -278,7 +278,7 @@ describe("HintWatcher", () => {
   }
 
   const dhcp = (message: string, extra: Partial<EventInput> = {}): EventInput =>
-    ({ type: "dhcp.request", mac: MAC, ip: "0.0.0.0", message, port: 67, relay: undefined, answer: "OFFER", file: "ipxe/snponly.efi", ignored: undefined, firmware: "efi-x64", decision: "boot", reason: "UEFI PXE", ...extra }) as EventInput;
+    ({ type: "dhcp.request", mac: MAC, ip: "0.0.0.0", message, port: 67, relay: undefined, answer: "OFFER", file: "ipxe/snponly.efi", ignored: undefined, firmware: "efi-x64", decision: "boot", declined: undefined, reason: "UEFI PXE", ...extra }) as EventInput;
 
   test("no packets from any client for 60 s: the link-quiet hint, said once, cleared by a packet", async () => {
     const w = await setup();

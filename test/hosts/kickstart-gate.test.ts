@@ -6,7 +6,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { bookFromFlags, type HostBook } from "../../src/hosts/book.ts";
-import { isTheHost, kickstartGate, type KickstartAsk } from "../../src/hosts/kickstart-gate.ts";
+import { askedElsewhere, isTheHost, kickstartGate, type KickstartAsk } from "../../src/hosts/kickstart-gate.ts";
 import type { Mac } from "../../src/wire/mac.ts";
 import { tempDir } from "../helpers/tools.ts";
 import { writeFileSync } from "node:fs";
@@ -70,6 +70,16 @@ test("isTheHost: what makes an address the host's own, and what does not", () =>
   expect(isTheHost(ask({}))).toBe(true);
   expect(isTheHost(ask({ macAtFrom: B, leasedIp: "10.0.0.11" }))).toBe(true); // its lease here
   expect(isTheHost(ask({ macAtFrom: B, leasedIp: "10.0.0.77" }))).toBe(false);
+  // With a lease here, the lease alone decides: a neighbour entry (a gratuitous ARP can make one) does not.
+  expect(isTheHost(ask({ macAtFrom: A, leasedIp: "10.0.0.77" }))).toBe(false);
+  // No lease here (proxyDHCP: another server leased it): the neighbour table decides.
+  expect(isTheHost(ask({ leasedIp: undefined }))).toBe(true);
+  expect(isTheHost(ask({ leasedIp: undefined, macAtFrom: B }))).toBe(false);
+  // Known to be another machine's (its events then move nothing of the host), or just not known to be the host's.
+  expect(askedElsewhere(ask({ leasedIp: undefined, macAtFrom: B }))).toBe(true);
+  expect(askedElsewhere(ask({ leasedIp: "10.0.0.77" }))).toBe(true);
+  expect(askedElsewhere(ask({ leasedIp: undefined, macAtFrom: undefined }))).toBe(false);
+  expect(isTheHost(ask({ leasedIp: undefined, macAtFrom: undefined }))).toBe(false);
   expect(isTheHost(ask({ mac: undefined }))).toBe(false);
   expect(isTheHost(ask({ from: undefined }))).toBe(false);
 });

@@ -35,6 +35,7 @@ function row(over: Partial<HostRow> = {}): HostRow {
     failed_at: null,
     failure: null,
     answered: "boot ipxe/snponly.efi",
+    verdict: "boot",
     ...over,
   };
 }
@@ -109,7 +110,7 @@ describe("rows", () => {
 
   test("without the image's total the bytes served stand in for the bar; a machine not booting yet has none", () => {
     const a = row({ mac: macN(1), progress: { bytes: 5 * MiB, total: null, rate: null } });
-    const b = row({ mac: macN(2), phase: null, progress: { bytes: 0, total: 100 * MiB, rate: null }, answered: null, last_event: null });
+    const b = row({ mac: macN(2), phase: null, progress: { bytes: 0, total: 100 * MiB, rate: null }, answered: null, verdict: null, last_event: null });
     const lines = tableLines(model([a, b]), 120, 40, NOW);
     const ra = rowOf(lines, a.mac);
     expect(ra).toContain("5.0 MiB");
@@ -120,7 +121,7 @@ describe("rows", () => {
   });
 
   test("age of the last packet in seconds, minutes, hours; nothing when never seen", () => {
-    const hosts = [row({ mac: macN(1), last_seen: ago(42_000) }), row({ mac: macN(2), last_seen: ago(7 * 60_000 + 5000) }), row({ mac: macN(3), last_seen: ago(3 * 3_600_000 + 60_000) }), row({ mac: macN(4), last_seen: null, phase: null, answered: null, last_event: null })];
+    const hosts = [row({ mac: macN(1), last_seen: ago(42_000) }), row({ mac: macN(2), last_seen: ago(7 * 60_000 + 5000) }), row({ mac: macN(3), last_seen: ago(3 * 3_600_000 + 60_000) }), row({ mac: macN(4), last_seen: null, phase: null, answered: null, verdict: null, last_event: null })];
     const lines = tableLines(model(hosts), 200, 40, NOW);
     expect(rowOf(lines, macN(1))).toMatch(/\s42s\s/);
     expect(rowOf(lines, macN(2))).toMatch(/\s7m\s/);
@@ -147,9 +148,9 @@ describe("rows", () => {
   });
 
   test("unlisted machines are named so; DHCP clients that do not network-boot are only counted", () => {
-    const unlisted = row({ mac: macN(1), listed: false, hostname: null, phase: null, answered: "no boot answer (not listed (deny by default))", last_event: null });
-    const phone = row({ mac: macN(2), listed: false, hostname: null, phase: null, platform: null, firmware: null, answered: "not network-booting (no PXE options)", last_event: null });
-    const laptop = row({ mac: macN(3), listed: false, hostname: null, phase: null, platform: null, firmware: null, answered: "not network-booting (no PXE options)", last_event: null });
+    const unlisted = row({ mac: macN(1), listed: false, hostname: null, phase: null, answered: "no boot answer (not listed (deny by default))", verdict: "refused", last_event: null });
+    const phone = row({ mac: macN(2), listed: false, hostname: null, phase: null, platform: null, firmware: null, answered: "not network-booting (no PXE options)", verdict: "not-netboot", last_event: null });
+    const laptop = row({ mac: macN(3), listed: false, hostname: null, phase: null, platform: null, firmware: null, answered: "not network-booting (no PXE options)", verdict: "not-netboot", last_event: null });
     const lines = tableLines(model([unlisted, phone, laptop]), 200, 40, NOW).map(stripAnsi);
     const r = rowOf(lines, unlisted.mac);
     expect(r).toContain("unlisted");
@@ -179,8 +180,8 @@ describe("footer", () => {
       row({ mac: macN(1), phase: "modules" }),
       row({ mac: macN(2), phase: "modules" }),
       row({ mac: macN(3), phase: "done" }),
-      row({ mac: macN(4), phase: null, answered: null }),
-      row({ mac: macN(5), listed: false, hostname: null, phase: null, answered: "no boot answer (not listed)" }),
+      row({ mac: macN(4), phase: null, answered: null, verdict: null }),
+      row({ mac: macN(5), listed: false, hostname: null, phase: null, answered: "no boot answer (not listed)", verdict: "refused" }),
     ];
     const st = status({ images: [{ name: "esxi8", title: "ESXi 8.0U2", source: "a.iso", bootBytes: 1 }, { name: "esxi7", title: "ESXi 7.0U3", source: "b.iso", bootBytes: 1 }] });
     const lines = tableLines({ hosts, status: st, linkHint: undefined }, 200, 40, NOW).map(stripAnsi);
@@ -230,7 +231,7 @@ describe("width", () => {
     row({ mac: macN(1), hostname: "esx-with-a-long-name-01", hint: { code: "modules-stalled", level: "warn", text: "no kernel or module bytes for 60 s: the machine stopped (an error on its console?), rebooted, or lost the link" } }),
     row({ mac: macN(2), phase: "failed", last_error: "install failed: the kickstart's %pre exited 1 on line 12 of the template, see the log" }),
     row({ mac: macN(3), phase: "done", progress: { bytes: 100 * MiB, total: 100 * MiB, rate: null } }),
-    row({ mac: macN(4), listed: false, hostname: null, phase: null, answered: "no boot answer (not listed (deny by default)): add it to the lab file" }),
+    row({ mac: macN(4), listed: false, hostname: null, phase: null, answered: "no boot answer (not listed (deny by default)): add it to the lab file", verdict: "refused" }),
     row({ mac: macN(5), phase: "modules", progress: { bytes: 123 * MiB, total: null, rate: 11.5 * MiB } }),
   ];
   const hint = "no packets from any client for 75 s: firewall? cable? the client's boot order (network boot first, or its one-time boot menu)?";
