@@ -8,7 +8,7 @@ import { untilDone } from "../hosts/until-done.ts";
 import type { Logger } from "../log.ts";
 import type { BootImage } from "../boot/image.ts";
 import { unreadable } from "../files/open.ts";
-import { checkDirsAs, describeIdentity, dropTo, handOver, isRoot, resolveIdentity, type Identity } from "../os/privilege.ts";
+import { checkDirsAs, checkReachAs, describeIdentity, dropTo, handOver, isRoot, resolveIdentity, type Identity } from "../os/privilege.ts";
 import { LiveView } from "../ui/terminal.ts";
 import { ansiStyle, phaseLine, plainStyle, tableLines } from "../ui/table.ts";
 import { givenFlags, parseDuration, serveArgs, serveConfigFromArgs, serveOptionNames } from "./args.ts";
@@ -78,9 +78,11 @@ async function dropPrivileges(paths: { stateDir: string; cacheDir: string | unde
     log.warn(asked ? `--user ${asked}: keeping root, as asked` : "running as root");
     return;
   }
+  const dirs = [{ dir: paths.stateDir, flag: "--state-dir" }, ...(paths.cacheDir ? [{ dir: paths.cacheDir, flag: "--cache-dir" }] : [])];
+  checkReachAs(dirs, who);
   handOver([paths.stateDir, paths.cacheDir], who);
   dropTo(who);
-  checkDirsAs([{ dir: paths.stateDir, flag: "--state-dir" }, ...(paths.cacheDir ? [{ dir: paths.cacheDir, flag: "--cache-dir" }] : [])], who);
+  checkDirsAs(dirs, who);
   for (const image of paths.images) {
     const why = await unreadable(image.tree);
     if (why) throw new ConfigError("E_PRIV", `${image.tree.description} is not readable as ${who.name} (${why}): make it readable to that user, or give --user root`);

@@ -49,6 +49,7 @@ export function startBunEdge(opts: HttpServerOptions): HttpServerHandle {
         const client = stripV4Mapped(peer?.address);
         // pendingRequests counts this one, and every answer until its last byte is sent.
         if (srv.pendingRequests > limits.maxActive) {
+          await opts.ready;
           busy(client ?? "?");
           return new Response(busyText(limits.maxActive), { status: 503, headers: BUSY_HEADERS });
         }

@@ -34,6 +34,8 @@ export interface HttpServerOptions {
   /** Hot small files answered from memory (see files/cache.ts). */
   cache?: ContentCache | undefined;
   limits?: Partial<HttpLimits> | undefined;
+  /** Settles when the server serves (bound before a privilege drop): even a 503 waits for it. */
+  ready?: Promise<unknown> | undefined;
 }
 
 export interface AccessEntry {

@@ -35,8 +35,10 @@ export async function startNodeEdge(opts: HttpServerOptions): Promise<HttpServer
   // The header and request timeouts are checked every second (Node's default: every 30 s).
   const server: NodeServer = http.createServer({ maxHeaderSize: LIMITS.http.headerBytes, connectionsCheckingInterval: 1000 }, (req, res) => {
     if (active >= limits.maxActive) {
-      busy(stripV4Mapped(req.socket.remoteAddress) ?? "?");
-      res.writeHead(503, { ...BUSY_HEADERS, "content-length": Buffer.byteLength(busyText(limits.maxActive)) }).end(busyText(limits.maxActive));
+      void Promise.resolve(opts.ready).then(() => {
+        busy(stripV4Mapped(req.socket.remoteAddress) ?? "?");
+        res.writeHead(503, { ...BUSY_HEADERS, "content-length": Buffer.byteLength(busyText(limits.maxActive)) }).end(busyText(limits.maxActive));
+      });
       return;
     }
     active++;

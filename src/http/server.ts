@@ -16,12 +16,17 @@ export interface ServingHttp extends HttpServerHandle {
 
 type HttpApp = (req: HttpRequest) => Promise<HttpResponse>;
 
-export async function startHttpServer(opts: Omit<HttpServerOptions, "app"> & { app?: HttpApp }): Promise<ServingHttp> {
+/**
+ * `runtime` (--http-edge) chooses the edge; else node:http when some bytes served are not in local files
+ * (`allLocal` false: a URL source), since Bun.serve sends a stream chunked whatever Content-Length says
+ * and mboot trusts Content-Length; else NETBOOT_HTTP_EDGE (tests run both), else Bun's under Bun.
+ */
+export async function startHttpServer(opts: Omit<HttpServerOptions, "app"> & { app?: HttpApp; allLocal?: boolean }): Promise<ServingHttp> {
   const forced = process.env.NETBOOT_HTTP_EDGE;
-  const runtime = opts.runtime ?? (forced === "bun" || forced === "node" ? forced : typeof Bun !== "undefined" ? "bun" : "node");
+  const runtime = opts.runtime ?? (opts.allLocal === false ? "node" : forced === "bun" || forced === "node" ? forced : typeof Bun !== "undefined" ? "bun" : "node");
   let serve!: (app: HttpApp) => void;
   const ready = opts.app ? Promise.resolve(opts.app) : new Promise<HttpApp>((resolve) => (serve = resolve));
-  const edge = { ...opts, app: async (req: HttpRequest) => (await ready)(req) };
+  const edge = { ...opts, ready, app: async (req: HttpRequest) => (await ready)(req) };
   const handle = runtime === "bun" ? (await import("./bun-edge.ts")).startBunEdge(edge) : await (await import("./node-edge.ts")).startNodeEdge(edge);
   return { ...handle, port: handle.port, host: handle.host, close: () => handle.close(), serve: (app) => serve?.(app) };
 }

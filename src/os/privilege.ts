@@ -3,8 +3,8 @@
  * sudo, from SUDO_UID/SUDO_GID, else nobody), with setgroups, setgid, setuid in that order, checked
  * afterwards. Fails closed: if the process could still become root again, it must not go on serving.
  */
-import { accessSync, chownSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { accessSync, chownSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { ConfigError, fsReason } from "../errors.ts";
 
 export interface Identity {
@@ -114,7 +114,11 @@ export function handOver(dirs: Array<string | undefined>, who: Identity): void {
     if (!d) continue;
     let step = "cannot be created";
     try {
-      if (!existsSync(d)) mkdirSync(d, { recursive: true, mode: 0o750 });
+      if (!existsSync(d)) {
+        // Directories above it made here stay root's: open to pass through (0755), the last one its own.
+        mkdirSync(dirname(d), { recursive: true, mode: 0o755 });
+        mkdirSync(d, { mode: 0o750 });
+      }
       step = `cannot be handed to ${describeIdentity(who)}`;
       walk(d, 0);
     } catch (err) {
@@ -144,6 +148,66 @@ export function dropTo(who: Identity): void {
     // EPERM: as it must be
   }
   if (still || regained) throw new ConfigError("E_PRIV", `dropping root to ${describeIdentity(who)} did not take (uid ${process.getuid?.()}, euid ${process.geteuid?.()}, gid ${process.getgid?.()}): refusing to go on as root`);
+  const thread = threadStillRoot();
+  if (thread) throw new ConfigError("E_PRIV", `dropping root to ${describeIdentity(who)} did not reach every thread (${thread}): refusing to go on as root`);
+}
+
+/**
+ * Linux: a thread of this process that still has a root id (the runtime's own threads: setuid must reach
+ * each of them, as glibc's does); undefined when none, or where /proc/self/task is not there to ask.
+ */
+function threadStillRoot(): string | undefined {
+  let tasks: string[];
+  try {
+    tasks = readdirSync("/proc/self/task");
+  } catch {
+    return undefined;
+  }
+  for (const t of tasks) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/self/task/${t}/status`, "utf8");
+    } catch {
+      continue; // ended meanwhile
+    }
+    for (const field of ["Uid", "Gid"]) {
+      const ids = status.match(new RegExp(`^${field}:\\s+(.*)$`, "m"))?.[1]?.trim().split(/\s+/) ?? [];
+      if (ids.includes("0")) return `thread ${t}: ${field} ${ids.join(" ")}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Before anything is made as root: every directory above each of `dirs` must let `who` through (x for
+ * its owner, its group or others), else the line checkDirsAs would say after the drop, said before the
+ * state directory is even created. ACLs are not read here: checkDirsAs, as that user, still decides.
+ */
+export function checkReachAs(dirs: ReadonlyArray<{ dir: string; flag: string }>, who: Identity): void {
+  for (const { dir, flag } of dirs) {
+    const closed = closedAbove(resolve(dir), who);
+    if (closed) throw new ConfigError("E_PRIV", `${flag} ${dir}: ${who.name} cannot enter and write it (permission denied: ${closed} is closed to that user): give a ${flag} that ${who.name} can enter, or --user root`);
+  }
+}
+
+function closedAbove(dir: string, who: Identity): string | undefined {
+  const chain: string[] = [];
+  for (let p = dirname(dir); ; p = dirname(p)) {
+    chain.unshift(p);
+    if (p === dirname(p)) break;
+  }
+  for (const p of chain) {
+    let st;
+    try {
+      st = statSync(p);
+    } catch {
+      return undefined; // not there: made below, open to pass through
+    }
+    if (!st.isDirectory()) return undefined; // handOver says what is wrong with it
+    const bits = st.uid === who.uid ? st.mode >> 6 : st.gid === who.gid ? st.mode >> 3 : st.mode;
+    if ((bits & 1) === 0) return p;
+  }
+  return undefined;
 }
 
 /**

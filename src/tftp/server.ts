@@ -102,7 +102,18 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     onHandlerError: (err) => opts.log.warn(`TFTP request handler failed: ${(err as Error).message}`),
   });
 
+  let ready = opts.files !== undefined;
+  void filesReady.then(() => (ready = true));
+  let waiting = 0;
+
   async function onRequest(raw: Uint8Array, address: string, port: number): Promise<void> {
+    // Nothing is answered before the server serves (run as root, it drops privileges in between): a
+    // request waits for it, a few at most (clients send theirs again).
+    if (!ready) {
+      if (waiting >= LIMITS.tftp.maxTransfers) return;
+      waiting++;
+      await filesReady.finally(() => waiting--);
+    }
     let pkt;
     try {
       pkt = decodeTftpPacket(raw);
