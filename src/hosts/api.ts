@@ -6,7 +6,6 @@
  *   GET  /api/status                        mode, interface, images, BSDP, counts by phase, recent warnings
  *   GET  /api/hosts                         every machine seen or listed (no secrets, no tokens)
  *   GET  /api/hosts/<mac>                   one machine, with its last events
- *   GET  /api/hosts/<mac>/log               the installer's log it sent to failed_url
  *   GET  /api/events                        the event bus live, as Server-Sent Events (browsers, curl -N)
  *   GET|POST /api/hosts/<mac>/done?token=   the kickstart's %post: the install finished
  *   GET|POST /api/hosts/<mac>/failed?token= it failed; a POST body (the installer's log) is kept
@@ -67,10 +66,13 @@ export function hostsApi(opts: HostsApiOptions): (parts: readonly string[], req:
   const read = ["GET", "HEAD"];
   const known = (mac: Mac | undefined) => mac !== undefined && views.get(mac) !== undefined;
 
-  /** done and failed: only with the host's token, only for a listed host. */
+  /**
+   * done and failed: only with the host's token. A host has one once its kickstart could carry it (every
+   * listed host; with --allow-any, any host kickstarted), and keeps it when it leaves the lab file.
+   */
   const callback = (what: "done" | "failed"): Handler => async (req, { mac }) => {
     const token = new URL(req.target, "http://netboot.invalid").searchParams.get("token");
-    if (!mac || !store.book.lookup(mac) || !tokenMatches(store.get(mac)?.token, token)) {
+    if (!mac || !tokenMatches(store.get(mac)?.token, token)) {
       opts.log.warn(`${req.remoteAddress ?? "?"}: ${what} for ${mac ?? "?"} refused: ${token ? "wrong token" : "no token"}`);
       return { ...json(req, 403, { error: "wrong or missing token" }), mac };
     }
@@ -100,14 +102,6 @@ export function hostsApi(opts: HostsApiOptions): (parts: readonly string[], req:
       methods: read,
       path: ["api", "hosts", ":mac"],
       handle: (req, { mac }) => (known(mac) ? json(req, 200, { ...views.row(mac!), events: views.get(mac!)!.recent.map((e) => ({ time: new Date(e.time).toISOString(), text: e.text })) }) : json(req, 404, { error: "no such host (not listed, not seen)" })),
-    },
-    {
-      methods: read,
-      path: ["api", "hosts", ":mac", "log"],
-      handle: async (req, { mac }) => {
-        const log = mac && store.get(mac)?.failureLog ? await store.failureLog(mac) : undefined;
-        return log ? textResponse(req, 200, new TextDecoder().decode(log)) : json(req, 404, { error: "no installer log for this host" });
-      },
     },
     { methods: ["GET", "POST"], path: ["api", "hosts", ":mac", "done"], handle: callback("done") },
     { methods: ["GET", "POST"], path: ["api", "hosts", ":mac", "failed"], handle: callback("failed") },

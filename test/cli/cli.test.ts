@@ -129,7 +129,7 @@ describe("errors: one clear line and a non-zero exit", () => {
       [["serve", sampleIso, "--ip", "127.0.0.1", "--secureboot"], "netboot serve: unknown option --secureboot (did you mean --secure-boot?); netboot serve --help lists them"],
       [["serve", sampleIso, "--ip=127.0.0.1", "--no-tftpp"], "netboot serve: unknown option --no-tftpp (did you mean --no-tftp?); netboot serve --help lists them"],
       [["ls", sampleIso, "-x"], "netboot ls: unknown option -x; netboot ls --help lists them"],
-      [["hosts", "lst"], 'netboot hosts: unknown command "lst" (commands: list, rearm; netboot hosts --help)'],
+      [["hosts", "lst"], 'netboot hosts: unknown command "lst" (commands: list, log, rearm; netboot hosts --help)'],
       [["hosts", "rearm", "52:54:00:00:00:01", "--state", "/tmp"], "netboot hosts rearm: unknown option --state (did you mean --state-dir?); netboot hosts rearm --help lists them"],
     ];
     for (const [args, line] of cases) {

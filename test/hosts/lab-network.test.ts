@@ -168,6 +168,17 @@ describe("a lab: hosts by MAC, deny by default, kickstarts per host, done callba
       await srv.waitLog(new RegExp(`${A.mac}: armed again`), 5000);
       const ks = sh(lan, "a", ["busybox", "wget", "-q", "-O", "-", `http://${SRV}:8080/esxi/01-${A.mac.replaceAll(":", "-")}/ks.cfg`]);
       expect(ks.code).toBe(0);
+      // Its install fails: failed_url with the installer's log. The log is kept where the store is, for
+      // `netboot hosts log` (it may hold what the installer printed): no API route hands it out.
+      const failed = /wget -q -O \/dev\/null "([^"]+)"/.exec(ks.out)![1]!.replace("/done?", "/failed?");
+      const installerLog = "weasel: partitioning\nerror: no disk matched --firstdisk\n";
+      expect(sh(lan, "a", ["busybox", "wget", "-q", "-O", "/dev/null", "--post-data", installerLog, failed]).code).toBe(0);
+      await srv.waitLog(new RegExp(`${A.mac}: install failed: error: no disk matched --firstdisk`), 5000);
+      const shown = await cli(["hosts", "log", A.mac, "--state-dir", state]);
+      expect([shown.code, shown.stdout, shown.stderr]).toEqual([0, installerLog, ""]);
+      expect(sh(lan, "a", ["busybox", "wget", "-q", "-O", "-", `http://${SRV}:8080/api/hosts/${A.mac}/log`]).err).toMatch(/404/);
+      const none = await cli(["hosts", "log", B.mac, "--state-dir", state]);
+      expect([none.code, none.stderr.trim()]).toEqual([1, `[error] ${B.mac}: no installer log kept in ${join(state, "hosts.json")} (it keeps the body of a POST to failed_url)`]);
     } finally {
       await srv?.stop();
     }

@@ -11,10 +11,10 @@
  * A running server applies what `netboot hosts rearm` appends beside it at once: the command, once its
  * line is written, connects to the server's socket hosts.wake in the same directory, and the server reads
  * the journal's new lines before it closes the connection (so the command returns once the server has it).
- * The directory is watched too (fs.watch: inotify, no poll) for any other writer; Bun's watcher was seen to
- * drop about one event in a hundred on a file, so it is not what the command relies on. One corruption
- * policy for every file: a journal
- * line cut short at the end (a crash while writing) is skipped with a warning; anything else that does not
+ * Where the socket's path would be too long, the directory is watched instead (fs.watch: inotify; Bun's
+ * watcher was seen to drop about one event in a hundred, and every lease written wakes it), and the
+ * journal is read again before each fold. One corruption policy for every file: a journal line cut short
+ * at the end (a crash while writing) is skipped with a warning; anything else that does not
  * read as what it should be stops the start with one line naming the file and what to do, because
  * starting without it would arm every host again and reinstall a boot-once host already done.
  *
@@ -105,10 +105,10 @@ export class FileBackend implements StoreBackend {
     return [...this.#loaded.values()];
   }
 
-  async persist(mac: Mac, op: HostOp, at: number, keep: HostRecord | undefined, opts: { durable: boolean; log?: Uint8Array | undefined }): Promise<undefined> {
+  async persist(mac: Mac, op: HostOp, at: number, opts: { durable: boolean; log?: Uint8Array | undefined }): Promise<undefined> {
     if (op.op === "failed" && opts.log) this.#writeLog(mac, opts.log);
+    // The line is the operation: the snapshot is written from the store's memory (BackendHooks.records).
     const line = { at, mac, ...op, by: this.#by };
-    void keep; // the snapshot is written from the store's memory (BackendHooks.records)
     try {
       if (this.#role === "client") {
         // Beside a running server: under the lock its compaction takes, so the line cannot fall between its
@@ -164,16 +164,18 @@ export class FileBackend implements StoreBackend {
     this.#hooks = hooks;
     this.#loaded.clear();
     if (this.#role !== "server") return;
-    try {
-      this.#watcher = watch(this.dir, { persistent: false }, (_event, name) => {
-        if (name === "hosts.journal") this.#readNew();
-      });
-      this.#watcher.on("error", () => {});
-    } catch {
-      // no inotify here (some network file systems): the wake socket still works
-    }
     if (Buffer.byteLength(this.#wakePath) > 100) {
-      this.#log.debug(`${this.#wakePath}: too long for a socket; \`netboot hosts\` beside this server is noticed by the directory watch alone`);
+      // Too long for a socket's path: the directory is watched instead (every write in it wakes this
+      // process, the leases' too, so only when there is no socket).
+      this.#log.debug(`${this.#wakePath}: too long for a socket; \`netboot hosts\` beside this server is noticed by a watch of the directory`);
+      try {
+        this.#watcher = watch(this.dir, { persistent: false }, (_event, name) => {
+          if (name === "hosts.journal") this.#readNew();
+        });
+        this.#watcher.on("error", () => {});
+      } catch {
+        // no inotify here (some network file systems): read at the next start, or at the next fold
+      }
       return;
     }
     rmSync(this.#wakePath, { force: true });
@@ -210,7 +212,7 @@ export class FileBackend implements StoreBackend {
         c.destroy();
         resolve();
       };
-      const timer = setTimeout(done, 2000);
+      const timer = setTimeout(done, LIMITS.hosts.wakeWaitMs);
       c.on("error", done); // no server: it reads the journal when it starts
       c.on("close", done);
       c.on("connect", () => c.end("wake\n"));
@@ -242,7 +244,10 @@ export class FileBackend implements StoreBackend {
         if (typeof raw.at !== "number") throw new Error("no time (at)");
         op = parseOp(raw);
       } catch (err) {
-        throw new StoreError("E_STATE_CORRUPT", `${this.journalPath}: line ${i + 1} is not a host operation (${errorMessage(err)}); ${whatToDo(this.journalPath)}`);
+        if (atStart) throw new StoreError("E_STATE_CORRUPT", `${this.journalPath}: line ${i + 1} is not a host operation (${errorMessage(err)}); ${whatToDo(this.journalPath)}`);
+        // Written beside a running server by something else: skipped (the next start reads it, and stops on it).
+        this.#log.warn(`${this.journalPath}: a line appended beside this server is not a host operation (${errorMessage(err)}); skipped`);
+        return;
       }
       if (atStart) this.#importOp(mac, op, raw.at as number);
       else if (raw.by !== this.#by) this.#hooks?.op(mac, op, raw.at as number);
@@ -346,7 +351,8 @@ export class FileBackend implements StoreBackend {
 
   /** A synced snapshot of what is kept, then the journal emptied: under the lock `netboot hosts` appends under. */
   async #compact(): Promise<void> {
-    if (!this.#journal || this.#compacting) return;
+    // An operation written but not yet in memory (a done being synced) would be in neither: later.
+    if (!this.#journal || this.#compacting || (this.#hooks && !this.#hooks.settled())) return;
     this.#compacting = true;
     try {
       await withLock(this.#lockPath, () => {
@@ -382,7 +388,7 @@ export class FileBackend implements StoreBackend {
 
   #writeLog(mac: Mac, log: Uint8Array): void {
     mkdirSync(join(this.dir, "logs"), { recursive: true });
-    writeFileAtomic(this.#logPath(mac), log);
+    writeFileAtomic(this.#logPath(mac), log, { fsync: true });
   }
 
   /**
@@ -413,7 +419,7 @@ function readBytes(path: string): Uint8Array {
   try {
     return new Uint8Array(readFileSync(path));
   } catch (err) {
-    throw new StoreError("E_STATE_READ", `cannot read ${path} (${fsReason(err)})`);
+    throw new StoreError("E_STATE_READ", `cannot read ${path} (${fsReason(err)}); it is not moved or rewritten: give it to the user netboot runs as (sudo chown), or run as its owner`);
   }
 }
 
@@ -423,7 +429,7 @@ function readJson(path: string, what: string): unknown {
     text = readFileSync(path, "utf8");
   } catch (err) {
     // Unreadable is not corrupt: the file may be fine (and moving it away would arm every host again).
-    throw new StoreError("E_STATE_READ", `cannot read ${path} (${fsReason(err)})`);
+    throw new StoreError("E_STATE_READ", `cannot read ${path} (${fsReason(err)}); it is not moved or rewritten: give it to the user netboot runs as (sudo chown), or run as its owner`);
   }
   try {
     return JSON.parse(text);

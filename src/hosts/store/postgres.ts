@@ -42,6 +42,8 @@ export class PgBackend implements StoreBackend {
   readonly #seen = new Map<Mac, HostRecord>();
   /** A server follows the other instances (LISTEN); `netboot hosts` only writes. */
   #follows = true;
+  /** `netboot hosts` found no tables (no server ever used this database): nothing to list, nothing to change. */
+  #absent = false;
   #closed = false;
 
   private constructor(url: string, sql: Sql, log: Logger, listed: (mac: Mac) => boolean) {
@@ -57,11 +59,13 @@ export class PgBackend implements StoreBackend {
     if (typeof Bun === "undefined") {
       throw new StoreError("E_STORE_NODE", `--store ${where}: the PostgreSQL store runs in the Bun build (dist/netboot-*, or bun src/main.ts), not under Node`);
     }
-    const sql = new Bun.SQL(url, { max: 8, connectionTimeout: Math.ceil(LIMITS.hosts.connectMs / 1000), idleTimeout: 60, onclose: () => {} });
+    const sql = new Bun.SQL(url, { max: LIMITS.hosts.pgConnections, connectionTimeout: Math.ceil(LIMITS.hosts.connectMs / 1000), idleTimeout: LIMITS.hosts.pgIdleSeconds, onclose: () => {} });
     const backend = new PgBackend(url, sql, log, listed);
     backend.#follows = role === "server";
     try {
-      await backend.#migrate();
+      // A server creates or migrates the schema; `netboot hosts` only reads what is there (none: no hosts).
+      if (role === "server") await backend.#migrate();
+      else await backend.#check();
     } catch (err) {
       await sql.close().catch(() => {});
       throw err instanceof StoreError ? err : new StoreError("E_STORE_CONNECT", `host store ${where}: ${reachReason(err)}`, { cause: err });
@@ -70,6 +74,7 @@ export class PgBackend implements StoreBackend {
   }
 
   async load(): Promise<HostRecord[]> {
+    if (this.#absent) return [];
     const rows = (await this.#sql`select mac, record from netboot_hosts where rev > 0`) as Array<{ mac: string; record: unknown }>;
     return rows.map((row) => {
       try {
@@ -83,26 +88,53 @@ export class PgBackend implements StoreBackend {
   }
 
   /**
-   * The reducer on the row as this instance last saw it, in one UPDATE that holds only if nobody changed it
-   * since (its revision); else on the locked row (another instance may have changed it since this one's
-   * memory did).
+   * The reducer on the row as this instance last saw it, written with the other such writes of this
+   * event-loop turn in one UPDATE that holds for each row only if nobody changed it since (its revision);
+   * else on the locked row (another instance may have changed it since this one's memory did).
    */
-  async persist(mac: Mac, op: HostOp, at: number, _keep: HostRecord | undefined, opts: { log?: Uint8Array | undefined }): Promise<HostRecord | "gone" | undefined> {
+  async persist(mac: Mac, op: HostOp, at: number, opts: { log?: Uint8Array | undefined }): Promise<HostRecord | "gone" | undefined> {
+    if (this.#absent) throw new StoreError("E_STORE_EMPTY", `host store ${this.where}: no netboot tables there yet; start \`netboot serve\` with this --store first`);
     const seen = this.#seen.get(mac);
     if (seen && !opts.log) {
       const next = applyOp(seen, mac, op, at);
-      if (next === seen) return undefined;
-      const keep = next ? durablePart(next, this.#listed(mac) || seen.token !== undefined) : undefined;
-      if (keep) {
-        const note = JSON.stringify({ mac, by: this.#by, rev: keep.rev });
-        const rows = await this.#sql`with up as (update netboot_hosts set record = ${keep}, rev = ${keep.rev}, updated_at = now() where mac = ${mac} and rev = ${seen.rev} returning mac)
-                                     select pg_notify(${CHANNEL}, ${note}) from up`;
-        if (rows.length === 1) {
-          this.#seen.set(mac, keep);
-          return keep;
-        }
+      // Nothing to write: the row as this instance knows it, which memory then follows.
+      if (next === seen) return seen;
+      const keep = next ? durablePart(next, this.#listed(mac)) : undefined;
+      if (keep && (await this.#batched(mac, keep, seen.rev))) {
+        this.#seen.set(mac, keep);
+        return keep;
       }
     }
+    return this.#locked(mac, op, at, opts);
+  }
+
+  /** Updates waiting for this turn's statement: one per MAC at most (the store writes a MAC's in order). */
+  #batch: Array<{ mac: Mac; keep: HostRecord; prev: number; done: (ok: boolean) => void; fail: (err: unknown) => void }> = [];
+
+  /** True when the row was still at revision `prev` and now holds `keep` (its NOTIFY sent with it). */
+  #batched(mac: Mac, keep: HostRecord, prev: number): Promise<boolean> {
+    return new Promise((done, fail) => {
+      if (this.#batch.push({ mac, keep, prev, done, fail }) === 1) setImmediate(() => void this.#flush());
+    });
+  }
+
+  async #flush(): Promise<void> {
+    const batch = this.#batch;
+    this.#batch = [];
+    try {
+      const items = JSON.stringify(batch.map((b) => ({ mac: b.mac, record: b.keep, rev: b.keep.rev, prev: b.prev })));
+      const rows = (await this.#sql`with v as (select * from jsonb_to_recordset(${items}::text::jsonb) as x(mac text, record jsonb, rev bigint, prev bigint)),
+                                         up as (update netboot_hosts h set record = v.record, rev = v.rev, updated_at = now() from v where h.mac = v.mac and h.rev = v.prev returning h.mac, h.rev)
+                                    select up.mac, pg_notify(${CHANNEL}, json_build_object('mac', up.mac, 'by', ${this.#by}::text, 'rev', up.rev)::text) from up`) as Array<{ mac: string }>;
+      const written = new Set(rows.map((r) => r.mac));
+      for (const b of batch) b.done(written.has(b.mac));
+    } catch (err) {
+      for (const b of batch) b.fail(err);
+    }
+  }
+
+  /** The reducer on the locked row, in a transaction. */
+  async #locked(mac: Mac, op: HostOp, at: number, opts: { log?: Uint8Array | undefined }): Promise<HostRecord | "gone" | undefined> {
     const stored = await this.#sql.begin(async (tx) => {
       // A row to lock first (a placeholder of revision 0 when there is none): two instances writing the
       // first record of a MAC at once then take turns instead of both inserting.
@@ -110,9 +142,7 @@ export class PgBackend implements StoreBackend {
       const rows = (await tx`select record from netboot_hosts where mac = ${mac} for update`) as Array<{ record: unknown }>;
       const locked = parseRecord(rows[0]!.record, mac);
       const current = locked.rev === 0 ? undefined : locked;
-      // A lab's host: in this instance's book, or kept with a token (a server makes one for every listed
-      // host, and keeps one for no one else), as `netboot hosts` without the lab file sees it.
-      const listed = this.#listed(mac) || current?.token !== undefined;
+      const listed = this.#listed(mac);
       const next = applyOp(current, mac, op, at);
       if (next === current && op.op !== "forget") {
         if (!current) await tx`delete from netboot_hosts where mac = ${mac} and rev = 0`;
@@ -153,6 +183,7 @@ export class PgBackend implements StoreBackend {
   }
 
   async failureLog(mac: Mac): Promise<Uint8Array | undefined> {
+    if (this.#absent) return undefined;
     const rows = (await this.#sql`select log from netboot_host_logs where mac = ${mac}`) as Array<{ log: Uint8Array }>;
     return rows[0] ? new Uint8Array(rows[0].log) : undefined;
   }
@@ -206,6 +237,16 @@ export class PgBackend implements StoreBackend {
     } catch (err) {
       this.#log.warn(`host store ${this.where}: a change to ${note.mac} could not be read (${errorMessage(err)})`);
     }
+  }
+
+  /** `netboot hosts`: the schema is there and not newer than this version's (nothing is created). */
+  async #check(): Promise<void> {
+    const [there] = (await this.#sql`select to_regclass('netboot_meta') is not null as meta, to_regclass('netboot_hosts') is not null as hosts`) as Array<{ meta: boolean; hosts: boolean }>;
+    this.#absent = !there?.hosts;
+    if (!there?.meta) return;
+    const rows = (await this.#sql`select value from netboot_meta where key = 'schema'`) as Array<{ value: string }>;
+    const have = rows[0] ? Number(rows[0].value) : 0;
+    if (have > SCHEMA) throw new StoreError("E_STORE_VERSION", `host store ${this.where}: its schema (version ${have}) was written by a newer netboot; run that version`);
   }
 
   async #migrate(): Promise<void> {

@@ -96,14 +96,16 @@ export function applyOp(prev: HostRecord | undefined, mac: Mac, op: HostOp, at: 
 }
 
 /**
- * What of a record is written down. A listed host's whole record; for a MAC the lab does not list only
+ * What of a record is written down. A lab's host's whole record (listed, or holding a token: it was listed
+ * when its kickstart went out, and its done must survive it leaving the lab file); for any other MAC only
  * what a restart must not lose (its BSDP choice, its Secure Boot mark): its phases are followed in memory,
  * so a flood of made-up MACs never reaches the disk or the database.
  */
 export function durablePart(r: HostRecord, listed: boolean): HostRecord | undefined {
-  if (listed) return r;
-  if (!r.bsdp && !r.signedLoader) return undefined;
-  return { ...blankRecord(r.mac, r.updated), bsdp: r.bsdp, signedLoader: r.signedLoader, updated: r.updated, rev: r.rev };
+  if (listed || r.token !== undefined) return r;
+  const bsdp = r.bsdp?.image !== undefined ? r.bsdp : undefined;
+  if (!bsdp && !r.signedLoader) return undefined;
+  return { ...blankRecord(r.mac, r.updated), bsdp, signedLoader: r.signedLoader, updated: r.updated, rev: r.rev };
 }
 
 /** An operation that must be on disk (or committed) before it is acknowledged to anyone. */
@@ -111,9 +113,13 @@ export function isDurableOp(op: HostOp): boolean {
   return op.op === "done" || op.op === "failed" || op.op === "rearm" || op.op === "token";
 }
 
-/** An operation worth writing for a MAC the lab does not list (see durablePart). */
+/**
+ * An operation worth writing for a MAC the lab does not list (see durablePart): a token (it makes the MAC
+ * a lab's host), a Mac's choice in its picker (not the bare fact it spoke BSDP: a flood of made-up Macs
+ * is not written), a Secure Boot mark.
+ */
 export function isKeptForUnlisted(op: HostOp): boolean {
-  return op.op === "bsdp" || op.op === "signed" || op.op === "forget";
+  return op.op === "token" || (op.op === "bsdp" && op.image !== undefined) || op.op === "signed";
 }
 
 /** A record as stored (JSON), checked field by field: the reason when it is not one. */

@@ -6,9 +6,11 @@
  *
  * Two backends behind one contract (test/hosts/store-contract.test.ts runs both): files in --state-dir
  * (file.ts, the default) and PostgreSQL (postgres.ts, several instances sharing one lab). A backend
- * persists operations in order, per MAC; this class applies them to memory first (the same reducer,
- * record.ts), tells the watchers, and retries a write that failed until it lands. An operation someone
- * is told about (done, failed, rearm, a token in a kickstart) is acknowledged only once it is durable.
+ * persists operations in order, per MAC; this class keeps the memory (the same reducer, record.ts), tells
+ * the watchers, and retries a write that failed until it lands. A phase mark is in memory (and told) at
+ * once and written behind; an operation someone acts on (done, failed, rearm, a token in a kickstart) is
+ * in memory, told and acknowledged only once it is durable, and the marks of that MAC that follow it wait
+ * their turn behind it, so memory never shows what a crash would take back, nor in another order.
  */
 import { randomBytes } from "node:crypto";
 import { LIMITS } from "../../config.ts";
@@ -75,6 +77,8 @@ export interface BackendHooks {
   record(mac: Mac, record: HostRecord | undefined): void;
   /** Every record, after a reconnect that may have missed changes. */
   reload(records: HostRecord[]): void;
+  /** No operation is written but not yet in memory (what records() gives may be snapshotted). */
+  settled(): boolean;
 }
 
 /** What a backend does: keep operations in order, durably when asked, and say what others changed. */
@@ -84,16 +88,16 @@ export interface StoreBackend {
   /** Every record kept (a listed host's whole, an unlisted MAC's durable part). */
   load(): Promise<HostRecord[]>;
   /**
-   * Keeps one operation. `record` is the result in this instance's memory and `keep` what of it is written
-   * down (durablePart); `durable` means on disk, or committed, before this resolves. Resolves with the
-   * record as the backend now has it when that may differ from `record` (another instance wrote between),
-   * else undefined.
+   * Keeps one operation (the backend writes what durablePart keeps of its result); `durable` means on
+   * disk, or committed, before this resolves. Resolves with the record as the backend now has it when it
+   * may differ from what this instance's memory makes of the operation (another instance wrote between),
+   * "gone" when there is none now, else undefined.
    */
-  persist(mac: Mac, op: HostOp, at: number, keep: HostRecord | undefined, opts: { durable: boolean; log?: Uint8Array | undefined }): Promise<HostRecord | undefined | "gone">;
+  persist(mac: Mac, op: HostOp, at: number, opts: { durable: boolean; log?: Uint8Array | undefined }): Promise<HostRecord | undefined | "gone">;
   failureLog(mac: Mac): Promise<Uint8Array | undefined>;
   /**
    * Tokens for many hosts at once (a lab's first start), durably; a host that has one keeps it. Returns
-   * every such host's record as the backend now has it.
+   * every such host's record as the backend now has it. Called after load, before attach.
    */
   tokens(minted: ReadonlyArray<{ mac: Mac; token: string }>, at: number): Promise<HostRecord[]>;
   /** From now on: what the store holds, and where changes made elsewhere go. */
@@ -106,13 +110,18 @@ export class MirroredStore implements HostStore {
   readonly #backend: StoreBackend;
   readonly #log: Logger;
   readonly #records = new Map<Mac, HostRecord>();
+  /** Each record's revision as the backend last said it (PostgreSQL counts every instance's changes). */
+  readonly #backendRev = new Map<Mac, number>();
+  /** Per MAC: operations queued and not yet written, and of them the ones memory waits for (deferred). */
+  readonly #pending = new Map<Mac, { ops: number; deferred: number }>();
   readonly #watchers = new Set<(c: HostChange) => void>();
   readonly #queues = new Map<Mac, Promise<void>>();
+  /** A token being made for a MAC: a second ask waits for the same one. */
+  readonly #minting = new Map<Mac, Promise<string>>();
   #failing: string | undefined;
   #closed = false;
   #watcherFailed = false;
   #retry = true;
-  #client = false;
 
   private constructor(book: HostBook, backend: StoreBackend, log: Logger) {
     this.book = book;
@@ -120,25 +129,29 @@ export class MirroredStore implements HostStore {
     this.#log = log;
   }
 
-  /** Loads every record, then makes sure every listed host has its token (durably: kickstarts carry it). */
-  /** `tokens`: every listed host gets its token now; `retry`: a failed write is retried (a server) or not (`netboot hosts`). */
+  /**
+   * Loads every record, gives every listed host its token (durably: kickstarts carry it), then follows
+   * what others change. `tokens: false` (`netboot hosts`): none made; `retry: false`: a failed write is
+   * said, not retried.
+   */
   static async open(book: HostBook, backend: StoreBackend, log: Logger, opts: { tokens?: boolean; retry?: boolean } = {}): Promise<MirroredStore> {
     const store = new MirroredStore(book, backend, log);
     store.#retry = opts.retry !== false;
-    store.#client = opts.tokens === false;
-    for (const r of await backend.load()) store.#records.set(r.mac, r);
+    for (const r of await backend.load()) store.#loaded(r);
+    const tokens = opts.tokens !== false;
+    if (tokens) {
+      const missing = book.hosts.filter((h) => !store.#records.get(h.mac)?.token).map((h) => ({ mac: h.mac, token: randomBytes(16).toString("hex") }));
+      if (missing.length) for (const r of await backend.tokens(missing, Date.now())) store.#loaded(r);
+    }
     backend.attach({
       records: () => store.#kept(),
       op: (mac, op, at) => store.#remoteOp(mac, op, at),
-      record: (mac, r) => store.#remote(mac, r, "sync"),
+      record: (mac, r) => store.#fromBackend(mac, r, "sync"),
       reload: (all) => store.#reload(all),
+      settled: () => [...store.#pending.values()].every((p) => p.deferred === 0),
     });
-    if (opts.tokens !== false) {
-      const missing = book.hosts.filter((h) => !store.#records.get(h.mac)?.token).map((h) => ({ mac: h.mac, token: randomBytes(16).toString("hex") }));
-      if (missing.length) for (const r of await backend.tokens(missing, Date.now())) store.#records.set(r.mac, r);
-      // One another instance was writing just then: the one-by-one way, which waits for its row.
-      await Promise.all(book.hosts.filter((h) => !store.#records.get(h.mac)?.token).map((h) => store.token(h.mac)));
-    }
+    // One another instance was writing just then: the one-by-one way, which waits for its row.
+    if (tokens) await Promise.all(book.hosts.filter((h) => !store.#records.get(h.mac)?.token).map((h) => store.token(h.mac)));
     return store;
   }
 
@@ -180,11 +193,17 @@ export class MirroredStore implements HostStore {
     await this.#apply(mac, { op: "rearm" });
   }
 
-  async token(mac: Mac): Promise<string> {
+  token(mac: Mac): Promise<string> {
     const have = this.#records.get(mac)?.token;
-    if (have) return have;
-    const r = await this.#apply(mac, { op: "token", token: randomBytes(16).toString("hex") });
-    return r!.token!;
+    if (have) return Promise.resolve(have);
+    let minting = this.#minting.get(mac);
+    if (!minting) {
+      minting = this.#apply(mac, { op: "token", token: randomBytes(16).toString("hex") })
+        .then((r) => r?.token ?? Promise.reject(new StoreError("E_STORE_WRITE", `host store ${this.where}: no token kept for ${mac}`)))
+        .finally(() => this.#minting.delete(mac));
+      this.#minting.set(mac, minting);
+    }
+    return minting;
   }
 
   async bsdp(mac: Mac, image?: number | null): Promise<void> {
@@ -205,21 +224,25 @@ export class MirroredStore implements HostStore {
   }
 
   async close(): Promise<void> {
-    // What is queued gets a last chance to land (a few seconds), then the backend goes.
-    const pending = Promise.all([...this.#queues.values()]);
-    await Promise.race([pending, new Promise((r) => setTimeout(r, 5000).unref?.())]);
+    // What is queued gets a last chance to land, then the backend goes; what did not land is said.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([Promise.all([...this.#queues.values()]), new Promise((r) => (timer = setTimeout(r, LIMITS.hosts.closeWaitMs)))]);
+    clearTimeout(timer);
     this.#closed = true;
+    const left = [...this.#pending.entries()];
+    if (left.length) {
+      const n = left.reduce((sum, [, p]) => sum + p.ops, 0);
+      const macs = left.slice(0, 3).map(([m]) => m).join(", ") + (left.length > 3 ? ", …" : "");
+      this.#log.error(`host store ${this.where}: ${n} change${n === 1 ? "" : "s"} of ${left.length} host${left.length === 1 ? "" : "s"} (${macs}) not written at stop${this.#failing ? ` (${this.#failing})` : ""}; they are lost`);
+    }
     await this.#backend.close();
   }
 
   // --- internal ---
 
-  /**
-   * A host of the lab: in the book, or (`netboot hosts` without the lab file) a record that carries a
-   * token, which a server makes at its start for every listed host and for no one else durably.
-   */
+  /** A host of the lab: in the book, or holding a token (made for listed hosts and kickstarted ones only). */
   #listed(mac: Mac): boolean {
-    return this.book.lookup(mac) !== undefined || (this.#client && this.#records.get(mac)?.token !== undefined);
+    return this.book.lookup(mac) !== undefined || this.#records.get(mac)?.token !== undefined;
   }
 
   #facts(mac: Mac): HostFacts {
@@ -227,55 +250,73 @@ export class MirroredStore implements HostStore {
     return { mac, entry, listed: this.#listed(mac), record: this.#records.get(mac) };
   }
 
-  /** Memory first (the request path sees it at once), the watchers, then the backend in this MAC's order. */
+  #loaded(r: HostRecord): void {
+    this.#records.set(r.mac, r);
+    this.#backendRev.set(r.mac, r.rev);
+  }
+
+  /** Memory and the watchers, then the backend in this MAC's order; or (deferred) the backend first. */
   #apply(mac: Mac, op: HostOp, log?: Uint8Array): Promise<HostRecord | undefined> {
     if (this.#closed) return Promise.reject(new StoreError("E_STORE_CLOSED", `host store ${this.where} is closed`));
     const at = Date.now();
     const previous = this.#records.get(mac);
     const record = applyOp(previous, mac, op, at);
-    if (record === previous && op.op !== "forget") return Promise.resolve(record);
+    if (record === previous && (op.op !== "forget" || !previous)) return Promise.resolve(record);
+    const listed = this.#listed(mac);
+    // A MAC the lab does not list: only what durablePart keeps is written; its phases live in memory.
+    const written = listed || (op.op === "forget" ? previous !== undefined && durablePart(previous, false) !== undefined : isKeptForUnlisted(op));
+    const deferred = written && (isDurableOp(op) || (this.#pending.get(mac)?.deferred ?? 0) > 0);
+    if (!deferred) {
+      this.#set(mac, record, previous, op.op, false);
+      if (!listed && record && !previous) this.#bound();
+      if (!written) return Promise.resolve(record);
+    }
+    return this.#write(mac, op, at, deferred, log).then(() => this.#records.get(mac));
+  }
+
+  #set(mac: Mac, record: HostRecord | undefined, previous: HostRecord | undefined, op: OpName | "sync", remote: boolean): void {
     if (record) this.#records.set(mac, record);
     else this.#records.delete(mac);
-    this.#tell({ mac, op: op.op, record, previous, remote: false });
-    const listed = this.#listed(mac);
-    if (!listed && record && !previous) this.#bound();
-    // A MAC the lab does not list: only its BSDP choice and Secure Boot mark are written (durablePart).
-    const kept = (r: HostRecord | undefined) => r !== undefined && durablePart(r, listed) !== undefined;
-    if (!listed && (!isKeptForUnlisted(op) || (op.op === "forget" && !kept(previous)))) return Promise.resolve(record);
-    const keep = record ? durablePart(record, listed) : undefined;
-    return this.#enqueue(mac, async () => {
-      const stored = await this.#backend.persist(mac, op, at, keep, { durable: isDurableOp(op), log });
-      if (stored !== undefined) this.#remote(mac, stored === "gone" ? undefined : stored, op.op);
-    }).then(() => this.#records.get(mac));
+    this.#tell({ mac, op, record, previous, remote });
   }
 
   /**
-   * Runs `work` after this MAC's earlier writes. A write that fails is said once (until one succeeds
+   * Writes `op` after this MAC's earlier writes. A write that fails is said once (until one succeeds
    * again) and retried with back-off until it lands or the store closes: the caller's promise rejects at
    * the first failure (the API answers 503), the write itself is not dropped.
    */
-  #enqueue(mac: Mac, work: () => Promise<void>): Promise<void> {
+  #write(mac: Mac, op: HostOp, at: number, deferred: boolean, log: Uint8Array | undefined): Promise<void> {
+    const pending = this.#pending.get(mac) ?? { ops: 0, deferred: 0 };
+    pending.ops++;
+    if (deferred) pending.deferred++;
+    this.#pending.set(mac, pending);
+    const unpend = () => {
+      pending.ops--;
+      if (deferred) pending.deferred--;
+      if (pending.ops === 0 && this.#pending.get(mac) === pending) this.#pending.delete(mac);
+    };
     let settle!: (err?: unknown) => void;
     const result = new Promise<void>((resolve, reject) => (settle = (err) => (err === undefined ? resolve() : reject(err))));
     const run = async () => {
-      let delay = 250;
+      let delay: number = LIMITS.hosts.retryFirstMs;
       let told = false;
       for (;;) {
         if (this.#closed) return settle(new StoreError("E_STORE_CLOSED", `host store ${this.where} closed before a write for ${mac} landed`));
         try {
-          await work();
+          const stored = await this.#backend.persist(mac, op, at, { durable: isDurableOp(op), log });
           if (this.#failing) this.#log.info(`host store ${this.where}: writing again`);
           this.#failing = undefined;
+          this.#landed(mac, op, at, stored, deferred, unpend);
           return settle();
         } catch (err) {
           const why = errorMessage(err);
-          if (this.#failing === undefined && this.#retry) this.#log.warn(`host store ${this.where}: cannot write (${why}); kept in memory and retried until it works`);
+          if (this.#failing === undefined && this.#retry) this.#log.warn(`host store ${this.where}: cannot write (${why}); retried until it works`);
           this.#failing = why;
           if (!told) settle(err instanceof StoreError ? err : new StoreError("E_STORE_WRITE", `host store ${this.where}: ${why}`, { cause: err }));
           told = true;
-          if (!this.#retry) return;
+          if (!this.#retry) return unpend();
           await new Promise((r) => setTimeout(r, delay));
-          delay = Math.min(delay * 2, 30_000);
+          delay = Math.min(delay * 2, LIMITS.hosts.retryMaxMs);
         }
       }
     };
@@ -285,6 +326,40 @@ export class MirroredStore implements HostStore {
       if (this.#queues.get(mac) === p) this.#queues.delete(mac);
     });
     return result;
+  }
+
+  /** A write landed: a deferred operation reaches memory and the watchers now; else the backend's answer is weighed. */
+  #landed(mac: Mac, op: HostOp, at: number, stored: HostRecord | "gone" | undefined, deferred: boolean, unpend: () => void): void {
+    if (!deferred) {
+      unpend();
+      // A MAC the lab does not list: memory is the whole of it (the backend has a part), so its own write's answer changes nothing.
+      if (stored !== undefined && (this.#listed(mac) || (stored !== "gone" && stored.token))) this.#fromBackend(mac, stored === "gone" ? undefined : stored, op.op);
+      else if (stored !== undefined) this.#noteRev(mac, stored === "gone" ? undefined : stored);
+      return;
+    }
+    const previous = this.#records.get(mac);
+    let record: HostRecord | undefined;
+    if (stored === undefined) record = applyOp(previous, mac, op, at);
+    else {
+      record = stored === "gone" ? undefined : stored;
+      this.#noteRev(mac, record);
+    }
+    // In memory before the count drops (the file backend snapshots memory only when nothing waits).
+    if (record !== previous && !(record && previous && sameFacts(record, previous))) this.#set(mac, record, previous, op.op, false);
+    else if (record) this.#records.set(mac, record);
+    unpend();
+  }
+
+  /** Remembers the backend's revision; false when `record` is older than one already seen (a late answer). */
+  #noteRev(mac: Mac, record: HostRecord | undefined): boolean {
+    if (!record) {
+      this.#backendRev.delete(mac);
+      return true;
+    }
+    const known = this.#backendRev.get(mac);
+    if (known !== undefined && record.rev < known) return false;
+    this.#backendRev.set(mac, record.rev);
+    return true;
   }
 
   /** The durable part of every record (what a snapshot of the file backend holds). */
@@ -300,38 +375,38 @@ export class MirroredStore implements HostStore {
     const previous = this.#records.get(mac);
     const record = applyOp(previous, mac, op, at);
     if (record === previous && op.op !== "forget") return;
-    if (record) this.#records.set(mac, record);
-    else this.#records.delete(mac);
-    this.#tell({ mac, op: op.op, record, previous, remote: true });
+    this.#set(mac, record, previous, op.op, true);
   }
 
-  /** A record as another instance (or the backend, answering a write) has it. */
-  #remote(mac: Mac, record: HostRecord | undefined, op: OpName | "sync"): void {
+  /**
+   * A record as the backend has it (another instance's change, or the answer to a write that found one).
+   * Revisions are the backend's; while this instance has writes of that MAC under way its memory is ahead,
+   * and the last write's answer settles it.
+   */
+  #fromBackend(mac: Mac, record: HostRecord | undefined, op: OpName | "sync"): void {
+    if (!this.#noteRev(mac, record) || this.#pending.has(mac)) return;
     const previous = this.#records.get(mac);
     let next = record;
-    if (!this.#listed(mac)) {
-      // Of a MAC the lab does not list only the durable part travels: merged into what memory follows.
-      if (previous && record) next = { ...previous, bsdp: record.bsdp, signedLoader: record.signedLoader };
-      else if (previous) next = previous.phase ? { ...previous, bsdp: undefined, signedLoader: undefined } : undefined;
-      if (sameFacts(next, previous)) return;
-    } else if (record && previous && (record.rev < previous.rev || sameFacts(record, previous))) {
-      if (record.rev > previous.rev) this.#records.set(mac, record);
-      return;
+    if (!this.#listed(mac) && !record?.token) {
+      // Of a MAC the lab does not list only the durable part travels: merged into what memory follows
+      // (its phases, and that it speaks BSDP).
+      if (previous) next = { ...previous, bsdp: record?.bsdp ?? (previous.bsdp ? { image: undefined } : undefined), signedLoader: record?.signedLoader };
+      if (next && !record && !next.phase && !next.bsdp) next = undefined;
     }
     if (!next && !previous) return;
-    if (next) this.#records.set(mac, next);
-    else this.#records.delete(mac);
-    this.#tell({ mac, op, record: next, previous, remote: true });
+    if (next && previous && sameFacts(next, previous)) return;
+    this.#set(mac, next, previous, op, true);
   }
 
   #reload(all: HostRecord[]): void {
+    this.#backendRev.clear();
     const seen = new Set<Mac>();
     for (const r of all) {
       seen.add(r.mac);
-      this.#remote(r.mac, r, "sync");
+      this.#fromBackend(r.mac, r, "sync");
     }
     // Unlisted MACs followed in memory only are not in a reload; only what the backend keeps can go.
-    for (const [mac, r] of this.#records) if (!seen.has(mac) && durablePart(r, this.#listed(mac))) this.#remote(mac, undefined, "sync");
+    for (const [mac, r] of this.#records) if (!seen.has(mac) && durablePart(r, this.#listed(mac))) this.#fromBackend(mac, undefined, "sync");
   }
 
   #tell(c: HostChange): void {
