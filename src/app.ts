@@ -16,9 +16,9 @@ import { imageSummaries, openImages, type BootImage } from "./boot/image.ts";
 import { policyFor } from "./boot/policy.ts";
 import type { BootClient, BootDecision } from "./boot/types.ts";
 import { bsdpService, type Bsdp } from "./bsdp/service.ts";
-import { httpBase, LIMITS, type DhcpMode, type ServeConfig } from "./config.ts";
-import { dhcpLine, planDhcp, singleLink } from "./dhcp/mode.ts";
-import { buildPools, type Pools } from "./dhcp/pools.ts";
+import { httpBase, type DhcpMode, type ServeConfig } from "./config.ts";
+import { dhcpLine, planDhcp } from "./dhcp/mode.ts";
+import { poolsFor } from "./dhcp/pools.ts";
 import { respondersFor } from "./dhcp/responders.ts";
 import { startDhcpServer, type DhcpServerHandle } from "./dhcp/server.ts";
 import { errorMessage } from "./errors.ts";
@@ -28,11 +28,11 @@ import { loadIpxe, type IpxeBinaries } from "./files/ipxe.ts";
 import { createHttpApp } from "./http/handler.ts";
 import { startHttpServer, type HttpServerHandle } from "./http/server.ts";
 import { hostsApi, type StatusInfo } from "./hosts/api.ts";
-import { bookFor, describeBook } from "./hosts/book.ts";
+import { bookFor, describeBook, wantsKickstarts } from "./hosts/book.ts";
 import { HintWatcher } from "./hosts/explain.ts";
 import { kickstarts } from "./hosts/kickstart-gate.ts";
 import type { LabFile } from "./hosts/lab.ts";
-import { HostPolicy, storeSelections } from "./hosts/policy.ts";
+import { HostPolicy, storeSelections, tftpBlockCap } from "./hosts/policy.ts";
 import { SignedLoaderWatch } from "./hosts/signed-loader.ts";
 import { openHostStore } from "./hosts/store/open.ts";
 import type { HostStore } from "./hosts/store/store.ts";
@@ -132,9 +132,8 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
       cache: config.cacheMem > 0 ? new ContentCache(config.cacheMem) : undefined,
       events: bus.emit,
       macOf: (a) => neighbors.lookup(a),
-      // Bun.serve sends a stream chunked whatever Content-Length says, and mboot trusts Content-Length: a
-      // source whose bytes are not in local files (a URL) is served by node:http, which keeps the length.
-      runtime: config.http.edge ?? (images.every((i) => i.tree.local) ? undefined : "node"),
+      runtime: config.http.edge,
+      allLocal: images.every((i) => i.tree.local),
     });
     stop.add("servers", () => http.close());
     const base = httpBase(config.ip, http.port);
@@ -149,10 +148,9 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
           runtime: config.udp,
           engine: config.tftp.engine,
           events: bus.emit,
-          // Mac firmware (it spoke BSDP) fails with blocks larger than an Ethernet frame's payload allows.
           clientInfo: (a) => {
             const mac = neighbors.lookup(a);
-            return { mac, maxBlksize: mac && store?.get(mac)?.bsdp ? LIMITS.tftp.macFirmwareBlksize : undefined };
+            return { mac, maxBlksize: tftpBlockCap(store, mac) };
           },
         })
       : undefined;
@@ -162,12 +160,11 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
         ? await startDhcpServer({
             iface: plan.link.iface,
             serverPort: config.dhcp.port,
-            // BSDP alone needs no PXE boot-server port.
-            pxePort: plan.mode === "off" ? null : config.dhcp.pxePort,
+            pxePort: plan.pxePort,
             log: log.child("dhcp"),
             runtime: config.udp,
             transmit: config.dhcp.transmit,
-            allowUnfiltered: config.dhcp.force || singleLink(),
+            allowUnfiltered: plan.allowUnfiltered,
             events: bus.emit,
             learn: (address, mac) => neighbors.learn(address, mac),
           })
@@ -187,7 +184,7 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
     views = new HostViews({ store, bus, log: log.child("hosts") });
     const signed = new SignedLoaderWatch({ store, bus, log: log.child("boot") });
     stop.add("followers", () => [tracker, views!, signed].forEach((f) => f.close()));
-    const pools: Pools | undefined = plan.mode === "server" ? buildPools(config, plan.link!, plan.serverIp, book.hosts, (m) => book.lookup(m) !== undefined, log.child("dhcp")) : undefined;
+    const pools = poolsFor(plan, config, book, log.child("dhcp"));
     if (pools) stop.add("state", () => pools.close());
 
     // 5. The policy and the boot namespace; then every server answers.
@@ -210,8 +207,7 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
     const files = createBootFiles({
       images,
       httpBase: base,
-      kickstart:
-        book.hosts.some((h) => h.kickstart) || book.fallback.kickstart
+      kickstart: wantsKickstarts(book)
           ? kickstarts({ store, policy, site: siteFacts(config, base), macOf: (a) => neighbors.lookup(a), leasedAddress: (m) => pools?.leasedAddress(m), events: bus.emit, log: log.child("hosts") })
           : undefined,
       ...policy.bootFileHooks(),
@@ -220,7 +216,7 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
       ipxe: ipxe.files,
       tftpBlksize: bootCfgBlksize(config.tftp),
     });
-    const hints = new HintWatcher({ hosts: views, armed: (m) => policy.armed(m).why === undefined, bus, log: log.child("hosts"), mode: () => plan.mode });
+    const hints = new HintWatcher({ hosts: views, armed: (m) => policy.isArmed(m), bus, log: log.child("hosts"), mode: () => plan.mode });
     stop.add("followers", () => hints.close());
     const summaries = await imageSummaries(images);
     views.setBootBytes((name) => summaries.find((i) => i.name === name)?.bootBytes);
@@ -235,7 +231,7 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
       dhcp.serve(respondersFor({ mode: plan.mode, serverIp: plan.serverIp, decide: (c) => policy.decide(c), pools, bsdp, onBound: (mac, ip) => neighbors.leased(mac as Mac, ip) }), pools ? () => pools.store.sync() : undefined);
       log.info(dhcpLine(plan, dhcp));
     }
-    if (bsdp) await bsdp.describe(files, log.child("dhcp"), { count: (await store.list()).filter((h) => h.record?.bsdp?.image !== undefined).length, where: store.where });
+    if (bsdp) await bsdp.describe(files, log.child("dhcp"), { count: await storeSelections(store).count(), where: store.where });
     log.info(`hosts kept in ${store.where}`);
     return { config, images, files, http, tftp, dhcp, dhcpMode: plan.mode, bsdp, httpBase: base, ipxe, bus, store, views, policy, neighbors, hints, warnings, log, iface, status, decide: (c) => policy.decide(c), close: () => stop.run() };
   } catch (err) {

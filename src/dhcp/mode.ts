@@ -82,6 +82,10 @@ export interface DhcpPlan {
   bsdp: boolean;
   link: Link | undefined;
   serverIp: number;
+  /** The PXE boot-server port (4011), or null: BSDP alone needs none. */
+  pxePort: number | null;
+  /** Broadcasts are answered without checking which interface they came in on (one link, or --force). */
+  allowUnfiltered: boolean;
 }
 
 /**
@@ -92,11 +96,12 @@ export async function planDhcp(config: ServeConfig, log: Logger): Promise<DhcpPl
   const serverIp = parseIPv4(config.ip);
   const bsdp = config.bsdp.enabled && (config.dhcp.mode !== "off" || config.iface !== undefined);
   if (config.bsdp.enabled && !bsdp) log.info("BSDP not answered: --dhcp off without --iface (give --iface to answer Macs, or --no-bsdp)");
-  if (config.dhcp.mode === "off" && !bsdp) return { mode: "off", bsdp, link: undefined, serverIp };
+  const allowUnfiltered = config.dhcp.force || singleLink();
+  if (config.dhcp.mode === "off" && !bsdp) return { mode: "off", bsdp, link: undefined, serverIp, pxePort: null, allowUnfiltered };
   const link = resolveLink(config);
   const mode = await chooseDhcpMode(config, link, serverIp, log, () => describePools(config, link, serverIp));
   checkNodeCanKeepToLink(config, link);
-  return { mode, bsdp, link, serverIp };
+  return { mode, bsdp, link, serverIp, pxePort: mode === "off" ? null : config.dhcp.pxePort, allowUnfiltered };
 }
 
 /** The log's line for what DHCP does on this run. */

@@ -11,7 +11,7 @@ import { formatIPv4, inSubnet, parseIPv4, subnetOf } from "../wire/ipv4.ts";
 import { parseMac, type Mac } from "../wire/mac.ts";
 import { COMPACT_AFTER, openLeaseStore, type LeaseStore } from "./lease-store.ts";
 import { LeasePool } from "./leases.ts";
-import type { Link } from "./mode.ts";
+import type { DhcpPlan, Link } from "./mode.ts";
 import type { ScopedPool } from "./responders.ts";
 
 export interface PoolSpecOut {
@@ -54,6 +54,12 @@ export interface Pools {
   leasedAddress(mac: Mac): string | undefined;
   /** Writes a last snapshot of every lease and closes the journal. */
   close(): void;
+}
+
+/** The pools a DHCP plan needs: only a DHCP server hands out addresses (proxyDHCP and BSDP alone do not). */
+export function poolsFor(plan: DhcpPlan, config: ServeConfig, book: { hosts: ReadonlyArray<{ mac: Mac; ip: string | undefined; hostname: string | undefined }>; lookup(mac: Mac): unknown }, log: Logger): Pools | undefined {
+  if (plan.mode !== "server" || !plan.link) return undefined;
+  return buildPools(config, plan.link, plan.serverIp, book.hosts, (m) => book.lookup(m) !== undefined, log);
 }
 
 /**

@@ -44,6 +44,11 @@ export interface HostBook {
   lookup(mac: Mac): HostEntry | undefined;
 }
 
+/** Some host (or every unlisted one, --allow-any with --ks) gets a kickstart: the boot namespace serves ks.cfg. */
+export function wantsKickstarts(book: HostBook): boolean {
+  return book.hosts.some((h) => h.kickstart) || book.fallback.kickstart !== undefined;
+}
+
 /** `secrets: false` (`netboot hosts`): who the hosts are, without reading their secrets (left empty). */
 export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: NodeJS.ProcessEnv = process.env, opts: { secrets?: boolean; templates?: boolean } = {}): HostBook {
   const defaultImage = lab.defaults.image ?? imageNames[0]!;

@@ -8,6 +8,7 @@ import type { BootFilesConfig } from "../boot/files.ts";
 import { decideBoot, firmwareOf, type HostSnapshot, type PolicyConfig } from "../boot/policy.ts";
 import type { BootClient, BootDecision } from "../boot/types.ts";
 import type { Mac } from "../wire/mac.ts";
+import { LIMITS } from "../config.ts";
 import type { HostEntry } from "./book.ts";
 import type { SignedLoaderWatch } from "./signed-loader.ts";
 import type { HostStore } from "./store/store.ts";
@@ -78,6 +79,11 @@ export class HostPolicy {
     return { entry, why: undefined };
   }
 
+  /** Armed: its next network boot installs with its kickstart. */
+  isArmed(mac: Mac): boolean {
+    return this.armed(mac).why === undefined;
+  }
+
   /** The image this MAC boots: its own, a Mac's choice, else the first. */
   imageOf(mac: Mac | undefined): string | undefined {
     return mac ? this.snapshot(mac).image : undefined;
@@ -94,11 +100,20 @@ export class HostPolicy {
   }
 }
 
-/** The Macs' picker choices (bsdp/responder.ts Selections), kept in the host store. */
-export function storeSelections(store: HostStore): { get(mac: Mac): number | undefined; set(mac: Mac, id: number): void; delete(mac: Mac): void } {
+/** The Macs' picker choices (bsdp/responder.ts Selections), kept in the host store; `count` how many are kept. */
+export function storeSelections(store: HostStore): { get(mac: Mac): number | undefined; set(mac: Mac, id: number): void; delete(mac: Mac): void; count(): Promise<number> } {
   return {
     get: (mac) => store.get(mac)?.bsdp?.image,
     set: (mac, id) => void store.bsdp(mac, id),
     delete: (mac) => void store.bsdp(mac, null),
+    count: async () => (await store.list()).filter((h) => h.record?.bsdp?.image !== undefined).length,
   };
+}
+
+/**
+ * The largest TFTP block for a machine: Mac firmware (it spoke BSDP) fails with blocks larger than an
+ * Ethernet frame's payload allows; undefined: no cap of its own.
+ */
+export function tftpBlockCap(store: HostStore | undefined, mac: Mac | undefined): number | undefined {
+  return mac && store?.get(mac)?.bsdp ? LIMITS.tftp.macFirmwareBlksize : undefined;
 }
