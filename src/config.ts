@@ -156,6 +156,8 @@ export const LIMITS = {
     /** PostgreSQL: connections at most, and seconds an idle one is kept. */
     pgConnections: 8,
     pgIdleSeconds: 60,
+    /** PostgreSQL: the writes of this many milliseconds go in one statement (the DHCP answers first). */
+    pgBatchMs: 20,
   },
   /**
    * What a healthy link's firmware and loaders take between steps, with room (the QEMU lab's timings):

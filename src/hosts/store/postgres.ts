@@ -114,7 +114,7 @@ export class PgBackend implements StoreBackend {
   /** True when the row was still at revision `prev` and now holds `keep` (its NOTIFY sent with it). */
   #batched(mac: Mac, keep: HostRecord, prev: number): Promise<boolean> {
     return new Promise((done, fail) => {
-      if (this.#batch.push({ mac, keep, prev, done, fail }) === 1) setImmediate(() => void this.#flush());
+      if (this.#batch.push({ mac, keep, prev, done, fail }) === 1) setTimeout(() => void this.#flush(), LIMITS.hosts.pgBatchMs);
     });
   }
 
