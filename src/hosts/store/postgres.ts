@@ -89,7 +89,7 @@ export class PgBackend implements StoreBackend {
 
   /**
    * The reducer on the row as this instance last saw it, written with the other such writes of this
-   * event-loop turn in one UPDATE that holds for each row only if nobody changed it since (its revision);
+   * batch (LIMITS.hosts.pgBatchMs) in one UPDATE that holds for each row only if nobody changed it since (its revision);
    * else on the locked row (another instance may have changed it since this one's memory did).
    */
   async persist(mac: Mac, op: HostOp, at: number, opts: { log?: Uint8Array | undefined }): Promise<HostRecord | "gone" | undefined> {
@@ -108,7 +108,7 @@ export class PgBackend implements StoreBackend {
     return this.#locked(mac, op, at, opts);
   }
 
-  /** Updates waiting for this turn's statement: one per MAC at most (the store writes a MAC's in order). */
+  /** Updates waiting for the batch's statement: one per MAC at most (the store writes a MAC's in order). */
   #batch: Array<{ mac: Mac; keep: HostRecord; prev: number; done: (ok: boolean) => void; fail: (err: unknown) => void }> = [];
 
   /** True when the row was still at revision `prev` and now holds `keep` (its NOTIFY sent with it). */
