@@ -4,11 +4,12 @@
  * before the reply goes out; an ACK waits for its fsync). Start-up loads the snapshot, replays the journal, and compacts both into a
  * new snapshot; the journal is compacted again when it grows.
  */
-import { closeSync, existsSync, fsync, openSync, readFileSync, writeFileSync, writeSync, ftruncateSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LIMITS } from "../config.ts";
 import { SourceError } from "../errors.ts";
 import { ensureStateDir, writeFileAtomic } from "../state/atomic.ts";
+import { AppendJournal } from "../state/journal.ts";
 import type { Lease } from "./leases.ts";
 
 export interface LeaseStore {
@@ -67,54 +68,22 @@ export function openLeaseStore(dir: string, opts: { warn?: (message: string) => 
     writeFileAtomic(snapshot, JSON.stringify({ version: 1, written: new Date().toISOString(), leases: all }, null, 1), { fsync: true });
   // After a clean stop the snapshot already holds everything (compacted then): nothing to write or sync.
   if (replayed > 0 || !existsSync(snapshot)) writeSnapshot(loaded);
-  // O_APPEND: every record lands at the end, also after the journal was truncated by compact().
+  // Emptied (what it held is in the snapshot just written), then appended to: group commit in AppendJournal.
   writeFileSync(journal, "");
-  const fd = openSync(journal, "a");
-  let lines = 0;
-  // Group commit: `written` counts records, `synced` what the last finished fsync covered.
-  let written = 0;
-  let synced = 0;
-  let running: Promise<void> | undefined;
-  const flush = (): Promise<void> => {
-    const upTo = written;
-    return new Promise<void>((resolve, reject) =>
-      fsync(fd, (err) => {
-        if (err) return reject(err);
-        synced = Math.max(synced, upTo);
-        resolve();
-      }),
-    );
-  };
-  const sync = (): Promise<void> => {
-    if (synced >= written) return Promise.resolve();
-    if (running) return running.then(sync, sync);
-    const p = flush().finally(() => {
-      if (running === p) running = undefined;
-    });
-    running = p;
-    return p;
-  };
+  const j = new AppendJournal(journal);
   return {
     dir,
     loaded,
-    record(lease) {
-      writeSync(fd, JSON.stringify(lease) + "\n");
-      lines++;
-      written++;
-    },
-    sync,
+    record: (lease) => j.append(lease),
+    sync: () => j.sync(),
     compact(all) {
       writeSnapshot(all);
-      ftruncateSync(fd, 0);
-      lines = 0;
-      synced = written;
+      j.truncate();
     },
     get pending() {
-      return lines;
+      return j.lines;
     },
-    close() {
-      closeSync(fd);
-    },
+    close: () => j.close(),
   };
 }
 

@@ -29,7 +29,8 @@ export class AppendJournal {
   /** Resolves once every line appended so far is on disk. */
   sync(): Promise<void> {
     if (this.#synced >= this.#written) return Promise.resolve();
-    if (this.#running) return this.#running.then(() => this.sync());
+    // One fsync at a time; a caller arriving meanwhile waits for the next (also after one that failed).
+    if (this.#running) return this.#running.then(() => this.sync(), () => this.sync());
     const upTo = this.#written;
     const p = new Promise<void>((resolve, reject) =>
       fsync(this.#fd, (err) => {
