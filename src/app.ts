@@ -180,7 +180,7 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
     store = await openHostStore({ url: config.store, stateDir: config.stateDir }, book, log.child("hosts"));
     stop.add("state", () => store!.close());
     let views: HostViews | undefined;
-    const tracker = new HostTracker({ store, bus, log: log.child("hosts"), ip: (m) => views?.get(m)?.ip });
+    const tracker = new HostTracker({ store, bus, log: log.child("hosts"), ip: (m) => views?.ipOf(m) });
     views = new HostViews({ store, bus, log: log.child("hosts") });
     const signed = new SignedLoaderWatch({ store, bus, log: log.child("boot") });
     stop.add("followers", () => [tracker, views!, signed].forEach((f) => f.close()));

@@ -106,7 +106,7 @@ function progressView(app: AppHandle, log: Logger, wanted: boolean): { stop(): v
   const view = new LiveView({
     out: process.stdout,
     also: process.stderr.isTTY ? [process.stderr] : [],
-    frame: (columns, rows) => tableLines({ hosts: app.views.all().map((s) => app.views.row(s.mac)), status: app.status(), linkHint: app.hints.linkHint() }, columns, rows, Date.now(), style),
+    frame: (columns, rows) => tableLines({ hosts: app.views.rows(), status: app.status(), linkHint: app.hints.linkHint() }, columns, rows, Date.now(), style),
   });
   const unsubscribe = app.bus.subscribe(() => view.invalidate());
   view.start();

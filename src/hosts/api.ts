@@ -95,7 +95,7 @@ export function hostsApi(opts: HostsApiOptions): (parts: readonly string[], req:
 
   const routes: Route[] = [
     { methods: read, path: ["metrics"], handle: (req) => textResponse(req, 200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8") },
-    { methods: read, path: ["api", "hosts"], handle: (req) => json(req, 200, { hosts: views.all().map((s) => views.row(s.mac)) }) },
+    { methods: read, path: ["api", "hosts"], handle: (req) => json(req, 200, { hosts: views.rows() }) },
     { methods: read, path: ["api", "status"], handle: (req) => json(req, 200, statusView(opts, started)) },
     { methods: read, path: ["api", "events"], handle: (req) => eventStream(req, opts.bus) },
     {

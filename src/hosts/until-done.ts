@@ -23,8 +23,11 @@ export async function untilDone(o: { store: HostStore; bus: EventBus; timeoutMs:
   let off = () => {};
   let timer: ReturnType<typeof setTimeout> | undefined;
   const result = await new Promise<{ code: 0 | 1; why: string }>((resolve) => {
+    const targeted = new Set(targets.map((h) => h.mac));
     const check = (e?: NetbootEvent) => {
-      if (e?.type === "host.failed" && targets.some((h) => h.mac === e.mac)) resolve({ code: 1, why: `${e.hostname ?? e.mac} failed: ${e.reason}` });
+      // Only a host's done or failed changes the answer (made here or elsewhere, the tracker says it on the bus).
+      if (e && e.type !== "host.done" && e.type !== "host.failed") return;
+      if (e?.type === "host.failed" && e.mac && targeted.has(e.mac)) resolve({ code: 1, why: `${e.hostname ?? e.mac} failed: ${e.reason}` });
       else if (pending().length === 0) resolve({ code: 0, why: "every host reported done" });
     };
     off = o.bus.subscribe(check);

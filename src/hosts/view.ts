@@ -115,6 +115,16 @@ export class HostViews {
     return [...this.#screens.keys()].map((m) => this.get(m)!).sort((a, b) => Number(b.listed) - Number(a.listed));
   }
 
+  /** Every machine as /api/hosts shows it (the order of all()). */
+  rows() {
+    return this.all().map((s) => this.row(s));
+  }
+
+  /** Its own address as its packets showed it (the tracker puts it in host.* events). */
+  ipOf(mac: Mac): string | undefined {
+    return this.#screens.get(mac)?.ip;
+  }
+
   get(mac: Mac): HostState | undefined {
     const s = this.#screens.get(mac);
     if (!s) return undefined;
@@ -158,8 +168,9 @@ export class HostViews {
   }
 
   /** A machine as /api/hosts shows it: documented field names, no variables, no tokens. */
-  row(mac: Mac) {
-    const s = this.get(mac)!;
+  row(of: Mac | HostState) {
+    const s = typeof of === "string" ? this.get(of)! : of;
+    const mac = s.mac;
     const e = this.store.book.lookup(mac);
     const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
     const p = this.progress(mac);

@@ -35,31 +35,34 @@ export class Neighbors {
   }
 }
 
+/**
+ * The kernel's ARP table, read at most once a second (every HTTP and TFTP request asks: a lookup must stay
+ * a map read), and again after 100 ms for an address it does not hold yet (a client new on the link).
+ */
+let arpTable: { at: number; table: Map<string, string> } | undefined;
+
 function arpLookup(address: string): Mac | undefined {
-  if (process.platform === "darwin") return darwinArp(address);
-  if (process.platform !== "linux") return undefined;
+  if (process.platform !== "darwin" && process.platform !== "linux") return undefined;
+  const now = Date.now();
+  if (!arpTable || now - arpTable.at > 1000 || (!arpTable.table.has(address) && now - arpTable.at > 100)) {
+    arpTable = { at: now, table: process.platform === "darwin" ? readDarwinArp() : readLinuxArp() };
+  }
+  const mac = arpTable.table.get(address);
+  return mac ? tryParseMac(mac) : undefined;
+}
+
+/** Linux: /proc/net/arp, "IP address  HW type  Flags  HW address  Mask  Device". */
+function readLinuxArp(): Map<string, string> {
+  const table = new Map<string, string>();
   try {
-    // "IP address  HW type  Flags  HW address  Mask  Device"
     for (const line of readFileSync("/proc/net/arp", "utf8").split("\n").slice(1)) {
       const f = line.trim().split(/\s+/);
-      if (f[0] === address && f[3] && f[3] !== "00:00:00:00:00:00") return tryParseMac(f[3]);
+      if (f[0] && f[3] && f[3] !== "00:00:00:00:00:00") table.set(f[0], f[3]);
     }
   } catch {
     // no ARP table to read
   }
-  return undefined;
-}
-
-/** macOS's ARP table, read at most once a second (a lookup per HTTP or TFTP request must stay cheap). */
-let darwinTable: { at: number; table: Map<string, string> } | undefined;
-
-function darwinArp(address: string): Mac | undefined {
-  const now = Date.now();
-  if (!darwinTable || now - darwinTable.at > 1000 || (!darwinTable.table.has(address) && now - darwinTable.at > 100)) {
-    darwinTable = { at: now, table: readDarwinArp() };
-  }
-  const mac = darwinTable.table.get(address);
-  return mac ? tryParseMac(mac) : undefined;
+  return table;
 }
 
 /** The sysctl binding, loaded once on darwin under Bun (a dynamic import: the Node bundle never loads bun:ffi). */

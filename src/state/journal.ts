@@ -75,8 +75,8 @@ export class AppendJournal {
  * Splits journal text into complete lines. The last piece without its newline is a line still being
  * written (or torn by a crash): returned apart, with where the complete lines end.
  */
-export function completeLines(bytes: Uint8Array): { lines: string[]; consumed: number; partial: string } {
-  const text = new TextDecoder().decode(bytes);
-  const end = text.lastIndexOf("\n") + 1;
-  return { lines: text.slice(0, end).split("\n").filter((l) => l.trim() !== ""), consumed: new TextEncoder().encode(text.slice(0, end)).length, partial: text.slice(end) };
+export function completeLines(bytes: Uint8Array): { lines: string[]; consumed: number; partial: Uint8Array } {
+  const end = bytes.lastIndexOf(0x0a) + 1;
+  const text = new TextDecoder().decode(bytes.subarray(0, end));
+  return { lines: text.split("\n").filter((l) => l.trim() !== ""), consumed: end, partial: bytes.subarray(end) };
 }

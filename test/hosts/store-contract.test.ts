@@ -15,7 +15,7 @@ import { bookFromFlags, type HostBook } from "../../src/hosts/book.ts";
 import { FileBackend } from "../../src/hosts/store/file.ts";
 import { openHostStore } from "../../src/hosts/store/open.ts";
 import { PgBackend } from "../../src/hosts/store/postgres.ts";
-import { sameFacts, type HostRecord } from "../../src/hosts/store/record.ts";
+import { applyOp, sameFacts, type HostRecord } from "../../src/hosts/store/record.ts";
 import { MirroredStore, type BackendHooks, type HostChange, type HostStore, type StoreBackend } from "../../src/hosts/store/store.ts";
 import { memoryLogger } from "../../src/log.ts";
 import type { Mac } from "../../src/wire/mac.ts";
@@ -64,7 +64,10 @@ class Held implements StoreBackend {
   get where() {
     return this.inner.where;
   }
-  hold(): void {
+  /** `answers`: the write is made at once, only its answer waits (it arrives late). */
+  #answers = false;
+  hold(opts: { answers?: boolean } = {}): void {
+    this.#answers = opts.answers === true;
     this.#held = new Promise((r) => (this.#release = r));
   }
   release(): void {
@@ -75,8 +78,10 @@ class Held implements StoreBackend {
     return this.inner.load();
   }
   async persist(...a: Parameters<StoreBackend["persist"]>) {
-    await this.#held;
-    return this.inner.persist(...a);
+    if (!this.#answers) await this.#held;
+    const answer = await this.inner.persist(...a);
+    if (this.#answers) await this.#held;
+    return answer;
   }
   failureLog(mac: Mac) {
     return this.inner.failureLog(mac);
@@ -196,14 +201,14 @@ for (const b of backends) {
       held.hold();
       let acked = false;
       const done = s.done(A).then(() => (acked = true));
-      const mark = s.mark(A, "loader");
+      const mark = s.mark(A, "offered", { restart: true }); // a new install, asked right after the done
       await Bun.sleep(100);
       // Not written yet: nobody hears of it, and the request path does not see it.
       expect([s.get(A)?.phase, acked, told]).toEqual(["offered", false, ["mark offered"]]);
       held.release();
       await done;
       await mark;
-      expect(told).toEqual(["mark offered", "done done", "mark loader"]);
+      expect(told).toEqual(["mark offered", "done done", "mark offered"]);
       const mine = s.get(A);
       await s.close();
       // Memory was what a restart reads, in the same order.
@@ -363,6 +368,33 @@ test("postgres: what one instance marks while the other's same mark is on its wa
   expect(s1.get(A)?.reached.loader).toBe(row.get(A)!.reached.loader!);
   expect(facts(s1.get(A))).toEqual(facts(row.get(A)));
   await Promise.all([s1.close(), s2.close(), row.close()]);
+});
+
+test("postgres: another instance's change that arrives while this one's older answer is on its way is not lost", async () => {
+  const url = pg.createDb("late-answer");
+  const log = memoryLogger();
+  const held = new Held(await PgBackend.open(url, log, (m) => book.lookup(m) !== undefined));
+  const s1 = await MirroredStore.open(book, held, log);
+  const s2 = await openHostStore({ url, stateDir: tempDir() }, book, memoryLogger());
+  await s1.mark(A, "offered", { restart: true });
+  held.hold({ answers: true });
+  const first = s1.mark(A, "loader"); // written now; its answer comes late
+  await Bun.sleep(100);
+  await s2.mark(A, "bootcfg"); // on top of it, in the database
+  await Bun.sleep(200); // s1 hears of it (NOTIFY) while its own answer waits
+  held.release();
+  await first;
+  await until(() => s1.get(A)?.phase === "bootcfg", 1000);
+  const row = await openHostStore({ url, stateDir: tempDir() }, book, memoryLogger());
+  expect(row.get(A)?.phase).toBe("bootcfg");
+  expect(facts(s1.get(A))).toEqual(facts(row.get(A)));
+  await Promise.all([s1.close(), s2.close(), row.close()]);
+});
+
+test("a finished install moves only when a new one starts: a late mark does not undo a done", () => {
+  const done = applyOp(applyOp(undefined, A, { op: "mark", phase: "modules", restart: true }, 1), A, { op: "done" }, 2)!;
+  expect(applyOp(done, A, { op: "mark", phase: "bootcfg" }, 3)).toBe(done);
+  expect(applyOp(done, A, { op: "mark", phase: "offered", restart: true }, 3)?.phase).toBe("offered");
 });
 
 test("file: a line appended beside a running server that is not an operation is skipped with a warning; the ones after it are applied", async () => {

@@ -86,23 +86,36 @@ export class FileBackend implements StoreBackend {
   }
 
   async load(): Promise<HostRecord[]> {
-    if (this.#role === "server") ensureStateDir(this.dir);
-    else if (!existsSync(this.dir)) return [];
+    if (this.#role === "client") return this.#loadBeside();
+    ensureStateDir(this.dir);
     const migrated = this.#readSnapshot();
     this.#offset = 0;
-    if (this.#role === "server") {
-      this.#openJournal();
-      this.#applyLines(this.#journal!.readFrom(0), true);
-    } else if (existsSync(this.journalPath)) {
-      // `netboot hosts list` may read what it cannot write: the journal is opened for appending only to append.
-      this.#applyLines(readBytes(this.journalPath), true);
-    }
-    if (this.#role === "server") {
-      if (migrated.includes(this.snapshotPath)) keepV1Copy(this.snapshotPath);
-      await this.#compact();
-      for (const f of migrated) this.#retire(f);
-    }
+    this.#openJournal();
+    const journal = this.#journal!.readFrom(0);
+    this.#applyLines(journal, true);
+    if (migrated.includes(this.snapshotPath)) keepV1Copy(this.snapshotPath);
+    // After a clean stop the snapshot holds everything and the journal is empty: nothing to fold.
+    if (journal.length > 0 || migrated.length > 0 || !existsSync(this.snapshotPath)) await this.#compact();
+    for (const f of migrated) this.#retire(f);
     return [...this.#loaded.values()];
+  }
+
+  /**
+   * `netboot hosts` beside a running server, which may fold the journal into a new snapshot meanwhile (the
+   * snapshot renamed over, then the journal emptied): read again when the snapshot changed while it read.
+   * Read-only: it may read what it cannot write.
+   */
+  #loadBeside(): HostRecord[] {
+    if (!existsSync(this.dir)) return [];
+    const snapshotId = () => (existsSync(this.snapshotPath) ? `${statSync(this.snapshotPath).ino}` : "none");
+    for (let attempt = 0; ; attempt++) {
+      const before = snapshotId();
+      this.#loaded.clear();
+      this.#offset = 0;
+      this.#readSnapshot();
+      if (existsSync(this.journalPath)) this.#applyLines(readBytes(this.journalPath), true);
+      if (snapshotId() === before || attempt >= 4) return [...this.#loaded.values()];
+    }
   }
 
   async persist(mac: Mac, op: HostOp, at: number, opts: { durable: boolean; log?: Uint8Array | undefined }): Promise<undefined> {
@@ -253,9 +266,9 @@ export class FileBackend implements StoreBackend {
       else if (raw.by !== this.#by) this.#hooks?.op(mac, op, raw.at as number);
     });
     this.#offset = start + consumed;
-    if (atStart && partial.trim()) {
+    if (atStart && new TextDecoder().decode(partial).trim()) {
       this.#log.warn(`${this.journalPath}: its last line was cut short (a crash while writing?) and is skipped; the ${lines.length} before it are kept`);
-      this.#offset += new TextEncoder().encode(partial).length;
+      this.#offset += partial.length;
     }
   }
 
@@ -320,7 +333,7 @@ export class FileBackend implements StoreBackend {
     const rearm = join(this.dir, "rearm");
     if (existsSync(rearm)) {
       for (const f of readdirSync(rearm)) {
-        const mac = tryParseMac(f.replaceAll("-", ":"));
+        const mac = tryParseMac(f);
         if (mac) this.#importOp(mac, { op: "rearm" }, statSync(join(rearm, f)).mtimeMs);
       }
       old.push(rearm);

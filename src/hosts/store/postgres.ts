@@ -79,7 +79,7 @@ export class PgBackend implements StoreBackend {
     return rows.map((row) => {
       try {
         const r = parseRecord(row.record, row.mac);
-        this.#seen.set(r.mac, r);
+        this.#see(r);
         return r;
       } catch (err) {
         throw new StoreError("E_STATE_CORRUPT", `host store ${this.where}: the row of ${row.mac} in netboot_hosts is not a host record (${errorMessage(err)}); fix it, or delete it (DELETE FROM netboot_hosts WHERE mac = '${row.mac}') to arm that host again`);
@@ -101,7 +101,7 @@ export class PgBackend implements StoreBackend {
       if (next === seen) return seen;
       const keep = next ? durablePart(next, this.#listed(mac)) : undefined;
       if (keep && (await this.#batched(mac, keep, seen.rev))) {
-        this.#seen.set(mac, keep);
+        this.#see(keep);
         return keep;
       }
     }
@@ -162,7 +162,7 @@ export class PgBackend implements StoreBackend {
       await tx`select pg_notify(${CHANNEL}, ${JSON.stringify({ mac, by: this.#by, rev: keep?.rev ?? null })})`;
       return keep ?? "gone";
     });
-    if (stored && stored !== "gone") this.#seen.set(mac, stored);
+    if (stored && stored !== "gone") this.#see(stored);
     else if (stored === "gone") this.#seen.delete(mac);
     // null: nothing there and nothing changed (the caller's memory stands).
     return stored === null ? undefined : stored;
@@ -177,7 +177,7 @@ export class PgBackend implements StoreBackend {
     })) as Array<{ mac: string; record: unknown }>;
     return stored.map((r) => {
       const rec = parseRecord(r.record, r.mac);
-      this.#seen.set(rec.mac, rec);
+      this.#see(rec);
       return rec;
     });
   }
@@ -220,6 +220,12 @@ export class PgBackend implements StoreBackend {
 
   // --- internal ---
 
+  /** A row as read or written: kept unless a newer one of it was seen already (answers can arrive out of order). */
+  #see(r: HostRecord): void {
+    const have = this.#seen.get(r.mac);
+    if (!have || r.rev >= have.rev) this.#seen.set(r.mac, r);
+  }
+
   async #notified(payload: string, hooks: BackendHooks): Promise<void> {
     let note: { mac?: string; by?: string };
     try {
@@ -231,7 +237,7 @@ export class PgBackend implements StoreBackend {
     try {
       const rows = (await this.#sql`select record from netboot_hosts where mac = ${note.mac} and rev > 0`) as Array<{ record: unknown }>;
       const r = rows[0] ? parseRecord(rows[0].record, note.mac) : undefined;
-      if (r) this.#seen.set(r.mac, r);
+      if (r) this.#see(r);
       else this.#seen.delete(note.mac as Mac);
       hooks.record(note.mac as Mac, r);
     } catch (err) {

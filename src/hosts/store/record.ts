@@ -68,7 +68,8 @@ export function applyOp(prev: HostRecord | undefined, mac: Mac, op: HostOp, at: 
       next = { ...base, token: op.token };
       break;
     case "mark":
-      if (!op.restart && base.phase === op.phase) return prev;
+      // A finished install moves only when a new one starts (a late mark from another instance does not undo a done).
+      if (!op.restart && (base.phase === op.phase || base.phase === "done" || base.phase === "failed")) return prev;
       next = op.restart ? { ...base, ...noInstall, startedAt: at, phase: op.phase, reached: { [op.phase]: at } } : { ...base, phase: op.phase, reached: { ...base.reached, [op.phase]: at } };
       break;
     case "done":

@@ -118,6 +118,10 @@ export class MirroredStore implements HostStore {
   readonly #queues = new Map<Mac, Promise<void>>();
   /** A token being made for a MAC: a second ask waits for the same one. */
   readonly #minting = new Map<Mac, Promise<string>>();
+  /** The newest record another writer left while this instance had writes of that MAC under way (undefined: gone). */
+  readonly #behind = new Map<Mac, HostRecord | undefined>();
+  /** Writes waiting to be retried: woken at close. */
+  readonly #sleeping = new Set<() => void>();
   #failing: string | undefined;
   #closed = false;
   #watcherFailed = false;
@@ -229,6 +233,7 @@ export class MirroredStore implements HostStore {
     await Promise.race([Promise.all([...this.#queues.values()]), new Promise((r) => (timer = setTimeout(r, LIMITS.hosts.closeWaitMs)))]);
     clearTimeout(timer);
     this.#closed = true;
+    for (const wake of this.#sleeping) wake();
     const left = [...this.#pending.entries()];
     if (left.length) {
       const n = left.reduce((sum, [, p]) => sum + p.ops, 0);
@@ -261,7 +266,7 @@ export class MirroredStore implements HostStore {
     const at = Date.now();
     const previous = this.#records.get(mac);
     const record = applyOp(previous, mac, op, at);
-    if (record === previous && (op.op !== "forget" || !previous)) return Promise.resolve(record);
+    if (record === previous) return Promise.resolve(record);
     const listed = this.#listed(mac);
     // A MAC the lab does not list: only what durablePart keeps is written; its phases live in memory.
     const written = listed || (op.op === "forget" ? previous !== undefined && durablePart(previous, false) !== undefined : isKeptForUnlisted(op));
@@ -315,14 +320,22 @@ export class MirroredStore implements HostStore {
           if (!told) settle(err instanceof StoreError ? err : new StoreError("E_STORE_WRITE", `host store ${this.where}: ${why}`, { cause: err }));
           told = true;
           if (!this.#retry) return unpend();
-          await new Promise((r) => setTimeout(r, delay));
+          await new Promise<void>((resolve) => {
+            const wake = () => {
+              clearTimeout(timer);
+              this.#sleeping.delete(wake);
+              resolve();
+            };
+            const timer = setTimeout(wake, delay);
+            this.#sleeping.add(wake);
+          });
           delay = Math.min(delay * 2, LIMITS.hosts.retryMaxMs);
         }
       }
     };
-    const p = (this.#queues.get(mac) ?? Promise.resolve()).then(run);
+    const p = (this.#queues.get(mac) ?? Promise.resolve()).then(run, run);
     this.#queues.set(mac, p);
-    void p.then(() => {
+    void p.finally(() => {
       if (this.#queues.get(mac) === p) this.#queues.delete(mac);
     });
     return result;
@@ -335,19 +348,28 @@ export class MirroredStore implements HostStore {
       // A MAC the lab does not list: memory is the whole of it (the backend has a part), so its own write's answer changes nothing.
       if (stored !== undefined && (this.#listed(mac) || (stored !== "gone" && stored.token))) this.#fromBackend(mac, stored === "gone" ? undefined : stored, op.op);
       else if (stored !== undefined) this.#noteRev(mac, stored === "gone" ? undefined : stored);
-      return;
+      return this.#catchUp(mac);
     }
     const previous = this.#records.get(mac);
-    let record: HostRecord | undefined;
-    if (stored === undefined) record = applyOp(previous, mac, op, at);
-    else {
-      record = stored === "gone" ? undefined : stored;
-      this.#noteRev(mac, record);
+    const record = stored === undefined ? applyOp(previous, mac, op, at) : stored === "gone" ? undefined : stored;
+    // An answer older than what another writer left meanwhile (which was written on top of it): that one.
+    if (stored !== undefined && !this.#noteRev(mac, record)) {
+      unpend();
+      return this.#catchUp(mac);
     }
     // In memory before the count drops (the file backend snapshots memory only when nothing waits).
     if (record !== previous && !(record && previous && sameFacts(record, previous))) this.#set(mac, record, previous, op.op, false);
     else if (record) this.#records.set(mac, record);
     unpend();
+    this.#catchUp(mac);
+  }
+
+  /** Nothing of this MAC under way any more: what another writer left meanwhile, when newer than the answers. */
+  #catchUp(mac: Mac): void {
+    if (this.#pending.has(mac) || !this.#behind.has(mac)) return;
+    const record = this.#behind.get(mac);
+    this.#behind.delete(mac);
+    this.#fromBackend(mac, record, "sync");
   }
 
   /** Remembers the backend's revision; false when `record` is older than one already seen (a late answer). */
@@ -374,17 +396,18 @@ export class MirroredStore implements HostStore {
   #remoteOp(mac: Mac, op: HostOp, at: number): void {
     const previous = this.#records.get(mac);
     const record = applyOp(previous, mac, op, at);
-    if (record === previous && op.op !== "forget") return;
+    if (record === previous) return;
     this.#set(mac, record, previous, op.op, true);
   }
 
   /**
    * A record as the backend has it (another instance's change, or the answer to a write that found one).
-   * Revisions are the backend's; while this instance has writes of that MAC under way its memory is ahead,
-   * and the last write's answer settles it.
+   * Revisions are the backend's; while this instance has writes of that MAC under way its memory is ahead:
+   * the record waits (#behind) and is weighed against the last write's answer (#catchUp).
    */
   #fromBackend(mac: Mac, record: HostRecord | undefined, op: OpName | "sync"): void {
-    if (!this.#noteRev(mac, record) || this.#pending.has(mac)) return;
+    if (!this.#noteRev(mac, record)) return;
+    if (this.#pending.has(mac)) return void this.#behind.set(mac, record);
     const previous = this.#records.get(mac);
     let next = record;
     if (!this.#listed(mac) && !record?.token) {
