@@ -220,7 +220,7 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
     stop.add("followers", () => hints.close());
     const summaries = await imageSummaries(images);
     views.setBootBytes((name) => summaries.find((i) => i.name === name)?.bootBytes);
-    const iface = config.iface ?? listIPv4().find((a) => a.address === config.ip)?.iface;
+    const iface = config.iface ?? plan.link?.iface ?? listIPv4().find((a) => a.address === config.ip)?.iface;
     const status = (): StatusInfo => ({ mode: plan.mode, iface, httpBase: base, images: summaries, bsdp: bsdp !== undefined, tftp: tftp !== undefined, secureBoot: config.boot.secureBoot, store: store!.where });
     http.serve(createHttpApp({ files, macForAddress: (a) => neighbors.lookup(a), api: hostsApi({ views, bus, log: log.child("api"), status, hints, warnings, page: statusPage }) }));
     log.info(`HTTP on ${config.bind}:${http.port}; clients use ${images.map((i) => `${base}/${i.name}/`).join(", ")}`);

@@ -122,8 +122,6 @@ export const LIMITS = {
     declineSeconds: 600,
     /** Lease journal lines before it is folded into a new snapshot. */
     journalCompactAfter: 20_000,
-    /** Requests held while the server's answers are not ready yet (the image still opening). */
-    heldBeforeReady: 1024,
   },
   hosts: {
     /** Unlisted machines followed in memory at most; the ones seen longest ago go first. */
@@ -188,6 +186,8 @@ export const LIMITS = {
     backoffMs: 100,
     timeoutMs: 30_000,
   },
+  /** DHCP and TFTP requests held while the servers are bound but not serving yet (root being dropped, the state opening). */
+  heldBeforeReady: 1024,
   /** State files: a lock is waited for this long; a lock file whose writer's PID is unknown is stale after the next. */
   lock: { waitMs: 5000, staleMs: 60_000 },
   /** A directory source's listing is read again after this (a mounted ISO does not change; an edited tree may). */
@@ -400,10 +400,13 @@ export function validateServeConfig(c: ServeConfig): ServeConfig {
     throw new ConfigError("E_MAC_BOOTFILE", `--mac-bootfile ${JSON.stringify(c.bsdp.bootFile)}: give a TFTP path of this server (at most ${RANGES.bootFileBytes} bytes, no "..")`);
   }
   if (!Number.isInteger(c.cacheMem) || c.cacheMem < 0) throw new ConfigError("E_CACHE", `--cache-mem: ${c.cacheMem} is not a size`);
-  if (c.store !== undefined && !/^postgres(ql)?:\/\//i.test(c.store)) {
-    throw new ConfigError("E_STORE", `--store ${JSON.stringify(redactUrl(c.store))}: give a PostgreSQL URL (postgres://USER@HOST[:PORT]/DB), or leave it out for the file store in --state-dir`);
-  }
+  if (c.store !== undefined) checkStoreUrl(c.store);
   return c;
+}
+
+/** --store takes a PostgreSQL URL (without it: the file store in --state-dir). */
+export function checkStoreUrl(url: string): void {
+  if (!/^postgres(ql)?:\/\//i.test(url)) throw new ConfigError("E_STORE", `--store ${JSON.stringify(redactUrl(url))}: give a PostgreSQL URL (postgres://USER@HOST[:PORT]/DB), or leave it out for the file store in --state-dir`);
 }
 
 /** "http://10.0.0.1" or "http://10.0.0.1:8080": what goes in front of every URL we hand out. */
@@ -415,16 +418,28 @@ export function httpBase(ip: string, port: number): string {
 const SECRET_PARAMS = ["password", "sslpassword", "pass", "passwd"];
 
 /**
- * A URL as it may be shown: its password replaced by ****, in the user part (up to the last @ before the
- * query, so a password with an unescaped @ or / goes whole) and in the query (?password=).
+ * A URL as it may be shown. "password" (a store's URL): the password replaced by ****, in the user part (up
+ * to the last @ before the query, so a password with an unescaped @ or / goes whole) and in the query
+ * (?password=). "credentials" (an image source's URL, which may be signed in its query): the user part and
+ * the whole query go.
  */
-export function redactUrl(url: string): string {
+export function redactUrl(url: string, what: "password" | "credentials" = "password"): string {
   const userPart = url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@?#]*):[^?#]*@/i, "$1:****@");
   let u: URL;
   try {
     u = new URL(userPart);
   } catch {
-    return userPart.replace(/([?&](?:ssl)?pass(?:word|wd)?=)[^&#]*/gi, "$1****");
+    return what === "credentials" ? userPart.replace(/\?.*$/, "?…") : userPart.replace(/([?&](?:ssl)?pass(?:word|wd)?=)[^&#]*/gi, "$1****");
+  }
+  if (what === "credentials") {
+    if (u.username || u.password) {
+      u.username = "***";
+      u.password = "";
+    }
+    const query = u.search ? "?…" : "";
+    u.search = "";
+    u.hash = "";
+    return u.toString() + query;
   }
   let changed = false;
   for (const k of [...u.searchParams.keys()]) {

@@ -46,6 +46,26 @@ export class ServiceError extends NetbootError {
   }
 }
 
+/** A port that could not be bound, and why (the callers that react to a held port test `why`, not the message). */
+export class PortError extends ServiceError {
+  readonly why: "in-use" | "denied" | "no-address";
+  constructor(why: PortError["why"], code: string, message: string, hint: string) {
+    super(code, message, hint);
+    this.why = why;
+  }
+}
+
+/** Why binding a port failed, from a runtime's error (Node's code, an FFI errno, or only its words); undefined: another reason. */
+export function bindFailure(err: unknown): PortError["why"] | undefined {
+  const e = err as { code?: string; errno?: number };
+  const code = e.code ?? "";
+  const msg = errorMessage(err);
+  if (code === "EADDRINUSE" || e.errno === 98 || e.errno === 48 || /in use/i.test(msg)) return "in-use"; // Linux, darwin
+  if (code === "EACCES" || code === "EPERM" || e.errno === 13 || e.errno === 1 || /permission|access/i.test(msg)) return "denied";
+  if (code === "EADDRNOTAVAIL" || /not available|cannot assign/i.test(msg)) return "no-address";
+  return undefined;
+}
+
 /** What another server answered, as one of netboot's clients saw it (HTTP, TFTP, a DHCP peer). */
 export class PeerError extends NetbootError {}
 

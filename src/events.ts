@@ -86,6 +86,16 @@ export type NetbootEvent =
   /** Nothing heard from any client for a while (the whole link, not one machine). */
   | (Base & { type: "link.quiet"; seconds: number; text: string });
 
+/**
+ * Who a request is about (`mac`: the one its path names, else the one behind its address) and what it
+ * shows of that host: its `ip` only when the address is known to be that MAC's or the path names none;
+ * `elsewhere` when the address is known to be another machine's. HTTP and TFTP both ask this.
+ */
+export function requester(pathMac: Mac | undefined, addressMac: Mac | undefined, address: string | undefined): { mac: Mac | undefined; ip: string | undefined; elsewhere: true | undefined } {
+  const ours = !pathMac || addressMac === pathMac;
+  return { mac: pathMac ?? addressMac, ip: ours ? address : undefined, elsewhere: pathMac && addressMac && addressMac !== pathMac ? true : undefined };
+}
+
 export type EventType = NetbootEvent["type"];
 type Without<T, K extends keyof never> = T extends unknown ? Omit<T, K> : never;
 /** An event as a server hands it in: the bus stamps the time. */

@@ -80,7 +80,8 @@ export type BootCfgRoute = "http" | "tftp" | "disc";
 export type FileKind = "nbp" | "script" | "loader" | "crypto" | "bootcfg" | "module" | "disc" | "ks";
 
 export type Resolved =
-  | { result: "file"; kind: FileKind; data: FileData; mac: Mac | undefined; image: BootImage | undefined }
+  /** `generated`: made here for this client (boot.cfg, script, kickstart, disc, iPXE), not a file of the image. */
+  | { result: "file"; kind: FileKind; data: FileData; mac: Mac | undefined; image: BootImage | undefined; generated: boolean }
   /** `kind` when the name says what it would have been (crypto64.efi, which mboot.efi asks for whether the image has it or not). */
   | { result: "missing"; reason: string; mac: Mac | undefined; kind?: FileKind }
   /** There, but not for this client (a kickstart for another host, or for one that is not armed). */
@@ -127,13 +128,13 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
     const text = image.esxi?.biosCfg ? bootCfgFor(image, "bios", mac, "disc") : undefined;
     if (!text) return { result: "missing", reason: `${image.name} has no BOOT.CFG for BIOS clients`, mac };
     const data = await image.tree.disc.withFile("/BOOT.CFG", new TextEncoder().encode(text));
-    return { result: "file", kind: "disc", data, mac, image };
+    return { result: "file", kind: "disc", data, mac, image, generated: true };
   };
 
   const generated = (image: BootImage, kind: "bootcfg" | "script" | "ks", text: string | Uint8Array | undefined, mac: Mac | undefined): Resolved => {
     if (text === undefined) return { result: "missing", reason: `${image.name} has no ${kind === "bootcfg" ? "boot.cfg" : kind}`, mac };
     const bytes = typeof text === "string" ? new TextEncoder().encode(text) : text;
-    return { result: "file", kind, data: memoryData(bytes, image.mtime), mac, image };
+    return { result: "file", kind, data: memoryData(bytes, image.mtime), mac, image, generated: true };
   };
 
   const resolve = async (parts: readonly string[], client: ClientHint = {}): Promise<Resolved> => {
@@ -160,7 +161,7 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
     if (lower.length === 2 && first === "ipxe") {
       const bin = config.ipxe?.get(lower[1]!);
       if (!bin) return { result: "missing", reason: `no iPXE binary ${parts[1]} (see --ipxe-dir)`, mac: client.mac };
-      return { result: "file", kind: "nbp", data: memoryData(bin, undefined), mac: client.mac, image: undefined };
+      return { result: "file", kind: "nbp", data: memoryData(bin, undefined), mac: client.mac, image: undefined, generated: true };
     }
     if (lower.length === 1 && first.endsWith(".iso") && byName.has(first.slice(0, -4))) return disc(byName.get(first.slice(0, -4))!, client.mac);
 
@@ -226,7 +227,7 @@ async function treeFile(image: BootImage, path: string, kind: FileKind, mac: Mac
   const info = await image.tree.stat(path);
   if (!info) return { result: "missing", reason: `${path} is not in ${image.name}`, mac };
   if (info.type === "dir") return { result: "directory", info, image };
-  return { result: "file", kind, data: await image.tree.open(info), mac, image };
+  return { result: "file", kind, data: await image.tree.open(info), mac, image, generated: false };
 }
 
 /** The image's own loaders asked by their paths in the tree (ARM64 UEFI gets EFI/BOOT/BOOTAA64.EFI so). */

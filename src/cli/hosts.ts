@@ -1,16 +1,17 @@
 import { defineCommand } from "citty";
-import { defaultStateDir, redactUrl } from "../config.ts";
+import { checkStoreUrl, DEFAULTS, defaultStateDir } from "../config.ts";
 import { ConfigError, StoreError } from "../errors.ts";
 import { bookFromFlags, bookFromLab, type HostBook } from "../hosts/book.ts";
 import { loadLabFile } from "../hosts/lab.ts";
 import { openHostStore } from "../hosts/store/open.ts";
+import { isArmed } from "../hosts/store/record.ts";
 import type { HostStore } from "../hosts/store/store.ts";
 import { tryParseMac, type Mac } from "../wire/mac.ts";
 import { serveOptionNames } from "./args.ts";
 import { guard, stderrLogger } from "./common.ts";
 
 const storeArgs = {
-  "state-dir": { type: "string", description: "The server's --state-dir, where its file store is (default: /var/lib/netboot as root, else ~/.local/state/netboot)", valueHint: "DIR" },
+  "state-dir": { type: "string", description: `The server's --state-dir, where its file store is (default: ${DEFAULTS.stateDirRoot} as root, else ~/.local/state/netboot)`, valueHint: "DIR" },
   store: { type: "string", description: "The servers' --store postgres://USER@HOST[:PORT]/DB", valueHint: "URL" },
   config: { type: "string", description: "The lab file: its server: section names the store, and its hosts are listed by hostname", valueHint: "lab.yaml" },
 } as const;
@@ -22,7 +23,7 @@ async function openStore(args: StoreArgs): Promise<HostStore> {
   const lab = args.config ? loadLabFile(args.config, serveOptionNames) : undefined;
   const fromLab = (k: string) => (typeof lab?.server[k] === "string" ? (lab.server[k] as string) : undefined);
   const url = args.store ?? fromLab("store");
-  if (url !== undefined && !/^postgres(ql)?:\/\//i.test(url)) throw new ConfigError("E_STORE", `--store ${JSON.stringify(redactUrl(url))}: give a PostgreSQL URL (postgres://USER@HOST[:PORT]/DB)`);
+  if (url !== undefined) checkStoreUrl(url);
   // Who the hosts are, by MAC and hostname: their secrets and templates are the server's business.
   const book: HostBook = lab ? bookFromLab(lab, lab.images.map((i) => i.name), process.env, { secrets: false, templates: false }) : bookFromFlags({ allow: [], allowAny: false, ks: undefined, image: "-" });
   return openHostStore({ url, stateDir: args["state-dir"] ?? fromLab("state-dir") ?? defaultStateDir() }, book, stderrLogger(), "client");
@@ -89,7 +90,7 @@ export default defineCommand({
             const mac = hostMac(store, name);
             const known = await store.snapshot(mac);
             if (!known.listed && !known.record) throw new StoreError("E_NO_HOST", `${mac}: ${store.where} knows nothing of it; is that the server's ${store.kind === "file" ? "--state-dir" : "--store"} (or is the MAC mistyped)?`);
-            if (known.record?.phase === undefined && known.record?.startedAt === undefined) {
+            if (isArmed(known.record)) {
               process.stdout.write(`${mac}: already armed; its next network boot installs\n`);
               continue;
             }

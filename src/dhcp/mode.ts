@@ -38,8 +38,8 @@ export function singleLink(): boolean {
  * Under Node there is no FFI to tie the DHCP socket to one interface: on a machine with several links it
  * would answer all of them, so it refuses unless --force says every link may be answered.
  */
-export function checkNodeCanKeepToLink(config: ServeConfig, link: Link): void {
-  if (!link.iface || typeof Bun !== "undefined" || singleLink() || config.dhcp.force) return;
+export function checkNodeCanKeepToLink(config: ServeConfig, link: Link, single = singleLink()): void {
+  if (!link.iface || typeof Bun !== "undefined" || single || config.dhcp.force) return;
   throw new ServiceError(
     "E_DHCP_NODE_IFACE",
     `under Node the DHCP socket cannot be tied to ${link.iface}, and this machine has several interfaces: it would answer on all of them`,
@@ -96,11 +96,13 @@ export async function planDhcp(config: ServeConfig, log: Logger): Promise<DhcpPl
   const serverIp = parseIPv4(config.ip);
   const bsdp = config.bsdp.enabled && (config.dhcp.mode !== "off" || config.iface !== undefined);
   if (config.bsdp.enabled && !bsdp) log.info("BSDP not answered: --dhcp off without --iface (give --iface to answer Macs, or --no-bsdp)");
-  const allowUnfiltered = config.dhcp.force || singleLink();
+  const single = singleLink();
+  const allowUnfiltered = config.dhcp.force || single;
   if (config.dhcp.mode === "off" && !bsdp) return { mode: "off", bsdp, link: undefined, serverIp, pxePort: null, allowUnfiltered };
   const link = resolveLink(config);
+  // Before the probe's seconds: its answer does not depend on the mode.
+  checkNodeCanKeepToLink(config, link, single);
   const mode = await chooseDhcpMode(config, link, serverIp, log, () => describePools(config, link, serverIp));
-  checkNodeCanKeepToLink(config, link);
   return { mode, bsdp, link, serverIp, pxePort: mode === "off" ? null : config.dhcp.pxePort, allowUnfiltered };
 }
 

@@ -6,12 +6,12 @@
  */
 import { firmwareOf } from "../boot/policy.ts";
 import type { BootClient } from "../boot/types.ts";
-import { ServiceError } from "../errors.ts";
+import { bindFailure, PortError, ServiceError } from "../errors.ts";
 import type { DhcpAnswerType, EventInput, EventSink } from "../events.ts";
 import type { Mac } from "../wire/mac.ts";
 import { ThrottledNotice, type Logger } from "../log.ts";
 import { bindSocketToDevice } from "../net/device.ts";
-import { openUdp, PortError, type UdpSocket } from "../net/udp.ts";
+import { openUdp, type UdpSocket } from "../net/udp.ts";
 import { formatIPv4 } from "../wire/ipv4.ts";
 import { bootClientFromDhcp } from "./client.ts";
 import { broadcastError } from "./probe.ts";
@@ -140,7 +140,7 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
   const limited = new ThrottledNotice((line) => opts.log.warn(line));
   const handle = (sock: UdpSocket, data: Uint8Array, address: string, port: number, viaPxePort: boolean): void => {
     if (!responders) {
-      if (held.length < LIMITS.dhcp.heldBeforeReady) held.push(() => handle(sock, data, address, port, viaPxePort));
+      if (held.length < LIMITS.heldBeforeReady) held.push(() => handle(sock, data, address, port, viaPxePort));
       return;
     }
     let packet: DhcpPacket;
@@ -263,7 +263,7 @@ export function exchangeEvent(e: DhcpExchange): EventInput {
     answer: answer ? answerType(answer.packet) : undefined,
     file,
     ignored: e.ignored,
-    firmware: firmwareOf(e.client),
+    firmware: decision?.firmware ?? firmwareOf(e.client),
     decision: decision?.action,
     declined: decision?.action === "ignore" ? decision.declined : undefined,
     reason: decision === undefined ? undefined : decision.action === "boot" ? decision.why : decision.reason,
@@ -277,11 +277,9 @@ function answerType(p: DhcpPacket): DhcpAnswerType | undefined {
 
 /** A port the filtered socket could not bind: the same words as for the plain socket. */
 function udpBindError(err: unknown, port: number, viaPxePort: boolean): ServiceError {
-  const errno = (err as { errno?: number }).errno;
-  const inUse = errno === 48 || errno === 98; // EADDRINUSE: darwin, Linux
-  const denied = errno === 13 || errno === 1; // EACCES, EPERM
+  const why = bindFailure(err);
   const flag = viaPxePort ? "" : " (or --dhcp-port N)";
-  if (inUse) return new PortError("in-use", "E_DHCP_PORT_IN_USE", `DHCP port ${port} is already in use`, `stop the other server${flag}${process.platform === "darwin" ? "; on macOS, Internet Sharing runs bootpd (System Settings > General > Sharing)" : ""}`);
-  if (denied) return new PortError("denied", "E_DHCP_PORT_DENIED", `no permission to use DHCP port ${port}`, `run with sudo${flag}`);
+  if (why === "in-use") return new PortError("in-use", "E_DHCP_PORT_IN_USE", `DHCP port ${port} is already in use`, `stop the other server${flag}${process.platform === "darwin" ? "; on macOS, Internet Sharing runs bootpd (System Settings > General > Sharing)" : ""}`);
+  if (why === "denied") return new PortError("denied", "E_DHCP_PORT_DENIED", `no permission to use DHCP port ${port}`, `run with sudo${flag}`);
   return new ServiceError("E_DHCP_LISTEN", `cannot open DHCP socket on port ${port}: ${(err as Error).message}`);
 }

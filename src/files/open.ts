@@ -4,14 +4,14 @@
  * ISO and zip are told apart by their bytes, not by the name.
  */
 import { open, stat } from "node:fs/promises";
-import { defaultCacheDir } from "../config.ts";
+import { defaultCacheDir, redactUrl } from "../config.ts";
 import { IsoError, SourceError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { openDirTree } from "./dir.ts";
 import { openIsoTree } from "./iso.ts";
 import { openFileSource, sourceErrorFromFs, type ByteSource } from "./source.ts";
 import type { FileTree } from "./tree.ts";
-import { openUrlSource, redact } from "./url.ts";
+import { openUrlSource } from "./url.ts";
 import { looksLikeZip, openZipTree } from "./zip.ts";
 
 export interface OpenTreeOptions {
@@ -43,7 +43,7 @@ export async function openTree(spec: string, opts: OpenTreeOptions = {}): Promis
     if (isDir) return openDirTree(spec);
     source = await openFileSource(spec);
   }
-  const shown = isUrl(spec) ? redact(spec) : spec;
+  const shown = isUrl(spec) ? redactUrl(spec, "credentials") : spec;
   try {
     const head = await source.read(0, Math.min(4, source.size));
     if (looksLikeZip(head)) {

@@ -22,7 +22,7 @@
  *   ETag or size), is reported and the source refuses all further reads: never bytes of two versions.
  */
 import { createHash } from "node:crypto";
-import { LIMITS } from "../config.ts";
+import { LIMITS, redactUrl } from "../config.ts";
 import { SourceError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ByteSource } from "./source.ts";
@@ -82,7 +82,7 @@ export interface UrlSource extends ByteSource {
 
 export async function openUrlSource(url: string, options: UrlSourceOptions = {}): Promise<UrlSource> {
   const o = { ...LIMITS.url, ...options };
-  const shown = redact(url);
+  const shown = redactUrl(url, "credentials");
   const client = o.client ?? defaultUrlClient();
   const transport = client === "fetch" ? fetchTransport(o.timeoutMs) : await undiciTransport(o.maxConcurrent, o.timeoutMs);
   const closeAgent = () => transport.close().catch(() => {});
@@ -237,23 +237,6 @@ export async function openUrlSource(url: string, options: UrlSourceOptions = {})
       await disk?.close();
     },
   };
-}
-
-/** URLs may carry credentials (user:pass@, signed query strings): logs get neither. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.username || u.password) {
-      u.username = "***";
-      u.password = "";
-    }
-    const query = u.search ? "?…" : "";
-    u.search = "";
-    u.hash = "";
-    return u.toString() + query;
-  } catch {
-    return url;
-  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -5,12 +5,11 @@
  * client's own.
  */
 import { LIMITS, type HttpLimits } from "../config.ts";
-import { ServiceError } from "../errors.ts";
-import type { EventSink } from "../events.ts";
+import { bindFailure, errorMessage, PortError, ServiceError } from "../errors.ts";
+import { requester, type EventSink } from "../events.ts";
 import type { ContentCache } from "../files/cache.ts";
 import type { FileData } from "../files/tree.ts";
 import { ThrottledNotice, type Logger } from "../log.ts";
-import { PortError } from "../net/udp.ts";
 import type { Mac } from "../wire/mac.ts";
 import { isOperatorPath, type HttpBody, type HttpRequest, type HttpResponse } from "./handler.ts";
 
@@ -122,16 +121,10 @@ export function cutOff(opts: HttpServerOptions, e: AccessEntry): void {
   opts.events({ type: "http.abort", ...identify(opts, e), client: e.client, method: e.method, path: e.path, bytes: e.bytes, kind: e.response.kind });
 }
 
-/**
- * The host a request is about, and its address only when that address is the host's: a path that names a
- * MAC (01-<mac>/ks.cfg) asked from another address says nothing about where that host is, and from an
- * address known to be another machine's (`elsewhere`) nothing about the host at all.
- */
-function identify(opts: HttpServerOptions, e: AccessEntry): { mac: Mac | undefined; ip: string | undefined; elsewhere: true | undefined } {
-  const byAddress = e.client !== "?" ? opts.macOf?.(e.client) : undefined;
-  const mac = e.response.mac ?? byAddress;
-  const ours = !e.response.mac || byAddress === e.response.mac;
-  return { mac, ip: ours && e.client !== "?" ? e.client : undefined, elsewhere: e.response.mac && byAddress && byAddress !== e.response.mac ? true : undefined };
+/** The host a request is about (events.ts requester): the MAC its answer names, and the one behind its address. */
+function identify(opts: HttpServerOptions, e: AccessEntry): ReturnType<typeof requester> {
+  const address = e.client !== "?" ? e.client : undefined;
+  return requester(e.response.mac, address ? opts.macOf?.(address) : undefined, address);
 }
 
 function logAt(opts: HttpServerOptions, e: AccessEntry, line: string): void {
@@ -147,15 +140,15 @@ export function bodyLength(body: HttpBody | undefined): number {
 }
 
 export function listenError(err: unknown, host: string, port: number): ServiceError {
-  const code = (err as { code?: string }).code ?? "";
-  const msg = (err as Error).message ?? String(err);
-  if (code === "EADDRINUSE" || /in use/i.test(msg)) {
+  const why = bindFailure(err);
+  const msg = errorMessage(err);
+  if (why === "in-use") {
     return new PortError("in-use", "E_HTTP_PORT_IN_USE", `HTTP port ${port} on ${host} is already in use`, `stop the other server or pick another port: --http-port 8080`);
   }
-  if (code === "EACCES" || code === "EPERM" || /permission|access/i.test(msg)) {
+  if (why === "denied") {
     return new PortError("denied", "E_HTTP_PORT_DENIED", `no permission to listen on HTTP port ${port}`, `run with sudo, or use an unprivileged port: --http-port 8080`);
   }
-  if (code === "EADDRNOTAVAIL" || /not available|cannot assign/i.test(msg)) {
+  if (why === "no-address") {
     return new PortError("no-address", "E_HTTP_ADDRESS", `cannot listen on ${host}: no such local address`, `pick an address of this machine with --ip / --bind`);
   }
   return new ServiceError("E_HTTP_LISTEN", `cannot listen on ${host}:${port}: ${msg}`, undefined, { cause: err });

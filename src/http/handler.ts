@@ -112,7 +112,7 @@ export function createHttpApp(opts: HttpAppOptions): (req: HttpRequest) => Promi
       return listing(req, resolved.image.tree.list(resolved.info.path), path, base, server);
     }
     // Generated answers (boot.cfg per client, the iPXE script, a kickstart) must not be cached on the way.
-    const generated = resolved.data.local === undefined && resolved.kind !== "module";
+    const generated = resolved.generated && resolved.data.local === undefined;
     return { ...fileResponse(req, resolved.data, { ...base, mac: resolved.mac, note: resolved.kind === "module" ? undefined : resolved.kind }, server, contentType(path), generated), kind: resolved.kind, image: resolved.image?.name };
   };
 }

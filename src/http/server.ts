@@ -24,9 +24,11 @@ type HttpApp = (req: HttpRequest) => Promise<HttpResponse>;
 export async function startHttpServer(opts: Omit<HttpServerOptions, "app"> & { app?: HttpApp; allLocal?: boolean }): Promise<ServingHttp> {
   const forced = process.env.NETBOOT_HTTP_EDGE;
   const runtime = opts.runtime ?? (opts.allLocal === false ? "node" : forced === "bun" || forced === "node" ? forced : typeof Bun !== "undefined" ? "bun" : "node");
-  let serve!: (app: HttpApp) => void;
-  const ready = opts.app ? Promise.resolve(opts.app) : new Promise<HttpApp>((resolve) => (serve = resolve));
-  const edge = { ...opts, ready, app: async (req: HttpRequest) => (await ready)(req) };
+  // Bound before it serves: a request waits for the app (and once it is there, goes straight to it).
+  let app = opts.app;
+  let serve = (_: HttpApp) => {};
+  const ready = app ? Promise.resolve(app) : new Promise<HttpApp>((resolve) => (serve = (a) => resolve((app = a))));
+  const edge = { ...opts, ready, app: (req: HttpRequest) => (app ? app(req) : ready.then((a) => a(req))) };
   const handle = runtime === "bun" ? (await import("./bun-edge.ts")).startBunEdge(edge) : await (await import("./node-edge.ts")).startNodeEdge(edge);
-  return { ...handle, port: handle.port, host: handle.host, close: () => handle.close(), serve: (app) => serve?.(app) };
+  return { port: handle.port, host: handle.host, close: () => handle.close(), serve: (a) => serve(a) };
 }

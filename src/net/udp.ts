@@ -2,7 +2,7 @@
  * UDP sockets behind one small interface, so the protocol servers run on Bun (Bun.udpSocket: sendMany,
  * a file descriptor for SO_BINDTODEVICE) and on Node (node:dgram) alike.
  */
-import { NetbootError, ServiceError } from "../errors.ts";
+import { bindFailure, errorMessage, NetbootError, PortError, ServiceError } from "../errors.ts";
 
 export interface UdpSocket {
   readonly address: string;
@@ -26,15 +26,6 @@ export type UdpHandler = (data: Uint8Array, address: string, port: number) => vo
  * reports "not sent" and the protocol's retransmission covers it.
  */
 export class UdpSendError extends NetbootError {}
-
-/** A port that could not be bound, and why (the callers that react to a held port test `why`, not the message). */
-export class PortError extends ServiceError {
-  readonly why: "in-use" | "denied" | "no-address";
-  constructor(why: PortError["why"], code: string, message: string, hint: string) {
-    super(code, message, hint);
-    this.why = why;
-  }
-}
 
 const TRANSIENT = new Set(["ENOBUFS", "EAGAIN", "EWOULDBLOCK", "EINTR"]);
 
@@ -85,19 +76,19 @@ export async function openUdp(opts: UdpOptions): Promise<UdpSocket> {
 
 function udpError(err: unknown, opts: UdpOptions): ServiceError {
   if (err instanceof ServiceError) return err;
-  const code = (err as { code?: string }).code ?? "";
-  const msg = (err as Error).message ?? String(err);
+  const why = bindFailure(err);
+  const msg = errorMessage(err);
   const flag = opts.portFlag ? ` (or ${opts.portFlag} N)` : "";
   const tag = opts.service.toUpperCase().replace(/[^A-Z0-9]+/g, "_");
-  if (code === "EACCES" || code === "EPERM" || /permission/i.test(msg)) {
+  if (why === "denied") {
     return new PortError("denied", `E_${tag}_PORT_DENIED`, `no permission to use ${opts.service} port ${opts.port}`, `run with sudo${flag}`);
   }
-  if (code === "EADDRINUSE" || /in use/i.test(msg)) {
+  if (why === "in-use") {
     // On a Mac, port 67 is launchd's bootpd when Internet Sharing is on (com.apple.bootpd); 69 its tftpd.
     const mac = process.platform === "darwin" ? (opts.port === 67 ? "; on macOS, Internet Sharing runs bootpd: turn it off in System Settings > General > Sharing" : opts.port === 69 ? "; on macOS: sudo launchctl unload -w /System/Library/LaunchDaemons/tftp.plist" : "") : "";
     return new PortError("in-use", `E_${tag}_PORT_IN_USE`, `${opts.service} port ${opts.port} on ${opts.address} is already in use`, `stop the other server${flag}${mac}`);
   }
-  if (code === "EADDRNOTAVAIL" || /not available|cannot assign/i.test(msg)) {
+  if (why === "no-address") {
     return new PortError("no-address", `E_${tag}_ADDRESS`, `cannot use ${opts.address} for ${opts.service}: no such local address`, "pick an address of this machine with --ip / --bind");
   }
   return new ServiceError(`E_${tag}_LISTEN`, `cannot open ${opts.service} socket on ${opts.address}:${opts.port}: ${msg}`, undefined, { cause: err });

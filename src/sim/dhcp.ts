@@ -8,9 +8,9 @@ import { BSDP_VERSION_1_1, BsdpMessage } from "../bsdp/constants.ts";
 import { DHCP_CLIENT_PORT, DHCP_SERVER_PORT, FLAG_BROADCAST, MessageType, Op, Opt, messageTypeName } from "../dhcp/constants.ts";
 export { MessageType };
 import { decodeDhcpPacket, emptyPacket, encodeDhcpPacket, ips, optIp, optString, optU8, str, u16, u8, type DhcpPacket } from "../dhcp/packet.ts";
-import { ServiceError } from "../errors.ts";
+import { PortError, ServiceError } from "../errors.ts";
 import { bindSocketToDevice } from "../net/device.ts";
-import { openUdp, PortError, type UdpSocket } from "../net/udp.ts";
+import { openUdp, type UdpSocket } from "../net/udp.ts";
 import { formatIPv4, parseIPv4 } from "../wire/ipv4.ts";
 import { macToBytes, type Mac } from "../wire/mac.ts";
 

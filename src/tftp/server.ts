@@ -9,7 +9,7 @@
  */
 import type { BootFiles, ClientHint, FileKind } from "../boot/files.ts";
 import { LIMITS } from "../config.ts";
-import type { EventSink } from "../events.ts";
+import { requester, type EventSink } from "../events.ts";
 import type { ContentCache } from "../files/cache.ts";
 import { checkRequestPath, tftpPathRules } from "../files/paths.ts";
 import type { FileData } from "../files/tree.ts";
@@ -104,15 +104,17 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
 
   let ready = opts.files !== undefined;
   void filesReady.then(() => (ready = true));
-  let waiting = 0;
+  /** Clients (address:port) whose request waits for the server to serve: a retransmission of it is dropped. */
+  const waiting = new Set<string>();
 
   async function onRequest(raw: Uint8Array, address: string, port: number): Promise<void> {
     // Nothing is answered before the server serves (run as root, it drops privileges in between): a
-    // request waits for it, a few at most (clients send theirs again).
+    // request waits for it, one per client and LIMITS.heldBeforeReady in all (clients send theirs again).
     if (!ready) {
-      if (waiting >= LIMITS.tftp.maxTransfers) return;
-      waiting++;
-      await filesReady.finally(() => waiting--);
+      const key = `${address}:${port}`;
+      if (waiting.has(key) || waiting.size >= LIMITS.heldBeforeReady) return;
+      waiting.add(key);
+      await filesReady.finally(() => waiting.delete(key));
     }
     let pkt;
     try {
@@ -216,8 +218,7 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
         (granted.oack.size ? ` (OACK ${[...granted.oack].map(([k, v]) => `${k}=${v}`).join(" ")})` : ""),
     );
     // The host's address only when the address is known to be that MAC's (a path may name another host).
-    const ip = !resolved.mac || resolved.mac === info?.mac ? address : undefined;
-    const elsewhere = resolved.mac && info?.mac && info.mac !== resolved.mac ? true : undefined;
+    const { ip, elsewhere } = requester(resolved.mac, info?.mac, address);
     const kind = resolved.kind;
     about.set(spec, { kind, ip, elsewhere });
     emit?.({ type: "tftp.start", mac: spec.mac, ip, elsewhere, client, file: spec.file, kind, size: data.size, blksize: granted.blksize, windowsize: granted.windowsize });

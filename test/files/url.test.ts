@@ -8,7 +8,8 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { SourceError } from "../../src/errors.ts";
 import { openIsoTree } from "../../src/files/iso.ts";
-import { openUrlSource, parseContentRange, redact } from "../../src/files/url.ts";
+import { redactUrl } from "../../src/config.ts";
+import { openUrlSource, parseContentRange } from "../../src/files/url.ts";
 import { memoryLogger } from "../../src/log.ts";
 import { freePort } from "../helpers/cli.ts";
 import { makeEsxiIso } from "../helpers/esxi-iso.ts";
@@ -221,7 +222,7 @@ for (const client of clients) {
       const err = await openUrlSource(secret, fast).catch((e) => e);
       expect((err as Error).message).not.toContain("s3cret");
       expect((err as Error).message).not.toContain("abc");
-      expect(redact(secret)).toMatch(/^http:\/\/\*\*\*@127\.0\.0\.1:\d+\/esxi\.iso\?…$/);
+      expect(redactUrl(secret, "credentials")).toMatch(/^http:\/\/\*\*\*@127\.0\.0\.1:\d+\/esxi\.iso\?…$/);
     });
   });
 }

@@ -351,12 +351,18 @@ test("postgres: two instances writing one host at once end where the database is
   await Promise.all([s1.close(), s2.close(), fresh.close()]);
 });
 
-test("postgres: what one instance marks while the other's same mark is on its way ends as the row has it", async () => {
-  const url = pg.createDb("same-mark");
+/** Two instances on a new database: s1's writes (or their answers) can be held, s2 writes at once. */
+async function heldAndOther(db: string) {
+  const url = pg.createDb(db);
   const log = memoryLogger();
   const held = new Held(await PgBackend.open(url, log, (m) => book.lookup(m) !== undefined));
   const s1 = await MirroredStore.open(book, held, log);
   const s2 = await openHostStore({ url, stateDir: tempDir() }, book, memoryLogger());
+  return { url, held, s1, s2 };
+}
+
+test("postgres: what one instance marks while the other's same mark is on its way ends as the row has it", async () => {
+  const { url, held, s1, s2 } = await heldAndOther("same-mark");
   held.hold();
   const first = s1.mark(A, "loader");
   await Bun.sleep(5);
@@ -371,11 +377,7 @@ test("postgres: what one instance marks while the other's same mark is on its wa
 });
 
 test("postgres: another instance's change that arrives while this one's older answer is on its way is not lost", async () => {
-  const url = pg.createDb("late-answer");
-  const log = memoryLogger();
-  const held = new Held(await PgBackend.open(url, log, (m) => book.lookup(m) !== undefined));
-  const s1 = await MirroredStore.open(book, held, log);
-  const s2 = await openHostStore({ url, stateDir: tempDir() }, book, memoryLogger());
+  const { url, held, s1, s2 } = await heldAndOther("late-answer");
   await s1.mark(A, "offered", { restart: true });
   held.hold({ answers: true });
   const first = s1.mark(A, "loader"); // written now; its answer comes late

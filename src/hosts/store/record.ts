@@ -79,7 +79,7 @@ export function applyOp(prev: HostRecord | undefined, mac: Mac, op: HostOp, at: 
       next = { ...base, phase: "failed", reached: { ...base.reached, failed: at }, failedAt: at, failure: op.reason, failureLog: op.log };
       break;
     case "rearm":
-      if (base.phase === undefined && base.startedAt === undefined && base.doneAt === undefined && base.failedAt === undefined) return prev;
+      if (isArmed(base)) return prev;
       next = { ...base, ...noInstall };
       break;
     case "bsdp": {
@@ -94,6 +94,11 @@ export function applyOp(prev: HostRecord | undefined, mac: Mac, op: HostOp, at: 
       break;
   }
   return { ...next, updated: at, rev: base.rev + 1 };
+}
+
+/** No install under way or ended: its next network boot installs (a rearm changes nothing). */
+export function isArmed(r: HostRecord | undefined): boolean {
+  return r === undefined || (r.phase === undefined && r.startedAt === undefined && r.doneAt === undefined && r.failedAt === undefined);
 }
 
 /**
