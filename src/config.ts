@@ -186,6 +186,23 @@ export const LIMITS = {
     backoffMs: 100,
     timeoutMs: 30_000,
   },
+  /** Talking to machines' BMCs (src/bmc/) and driving them (netboot reinstall, netboot power). */
+  bmc: {
+    /** IPMI over LAN (UDP 623): an answer is waited for this long, and a request is sent so many times. */
+    ipmiPort: 623,
+    ipmiWaitMs: 1000,
+    ipmiTries: 4,
+    /** Redfish: one HTTP request may take this long; a failed one is tried again so many times, backing off from the next. */
+    redfishTimeoutMs: 30_000,
+    redfishTries: 3,
+    backoffMs: 1000,
+    /** Wake-on-LAN: the magic packet goes to UDP 9 of the link's broadcast, so many times, this far apart. */
+    wolPort: 9,
+    wolRepeats: 3,
+    wolGapMs: 100,
+    /** Between off and on in a power cycle done as two calls (a BMC without a cycle; IPMI's cycle when off). */
+    cycleGapMs: 2000,
+  },
   /** DHCP and TFTP requests held while the servers are bound but not serving yet (root being dropped, the state opening). */
   heldBeforeReady: 1024,
   /** State files: a lock is waited for this long; a lock file whose writer's PID is unknown is stale after the next. */

@@ -69,6 +69,15 @@ export function bindFailure(err: unknown): PortError["why"] | undefined {
 /** What another server answered, as one of netboot's clients saw it (HTTP, TFTP, a DHCP peer). */
 export class PeerError extends NetbootError {}
 
+/** A BMC (Redfish, IPMI) that refused, or did not answer; `answer` is what it said last, for the one line and the report. */
+export class BmcError extends NetbootError {
+  readonly answer: string;
+  constructor(code: string, message: string, answer: string = message) {
+    super(code, message);
+    this.answer = answer;
+  }
+}
+
 /** Message of any thrown value, for logs. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

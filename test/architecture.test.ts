@@ -17,6 +17,8 @@ const allowed: Record<string, string[]> = {
   "boot": ["errors.ts", "wire", "files", "config.ts", "log.ts"],
   "net": ["errors.ts", "wire", "log.ts", "config.ts"],
   "state": ["errors.ts", "config.ts"],
+  // Clients of machines' BMCs (Redfish, IPMI, Wake-on-LAN) behind one Driver.
+  "bmc": ["errors.ts", "wire", "config.ts", "net"],
   // The one bus and its typed union: what a file is (boot's FileKind), which firmware asked.
   "events.ts": ["wire", "boot", "log.ts"],
   "http": ["errors.ts", "wire", "files", "boot", "log.ts", "net", "config.ts", "events.ts"],
@@ -29,7 +31,9 @@ const allowed: Record<string, string[]> = {
   "sim": ["errors.ts", "wire", "iso", "boot", "dhcp", "bsdp", "tftp", "http", "demo", "net", "config.ts"],
   "ui": ["errors.ts", "wire", "log.ts", "events.ts", "hosts", "http", "config.ts"],
   "os": ["errors.ts"],
-  "app.ts": ["errors.ts", "wire", "iso", "files", "boot", "net", "http", "tftp", "dhcp", "bsdp", "hosts", "state", "log.ts", "config.ts", "events.ts", "ui"],
+  // Driving machines: their BMCs (bmc/), what is known of them (hosts/), the bus and the servers' facts.
+  "drive": ["errors.ts", "wire", "config.ts", "log.ts", "net", "bmc", "boot", "hosts", "events.ts", "http", "state"],
+  "app.ts": ["drive", "bmc", "errors.ts", "wire", "iso", "files", "boot", "net", "http", "tftp", "dhcp", "bsdp", "hosts", "state", "log.ts", "config.ts", "events.ts", "ui"],
   "cli": ["*"],
   "main.ts": ["cli"],
   "assets.d.ts": [],

@@ -14,6 +14,7 @@ export default defineCommand({
     bootcfg: () => import("./bootcfg.ts").then((m) => m.default),
     check: () => import("./check.ts").then((m) => m.default),
     hosts: () => import("./hosts.ts").then((m) => m.default),
+    power: () => import("./power.ts").then((m) => m.default),
     simulate: () => import("./simulate.ts").then((m) => m.default),
     doctor: () => import("./doctor.ts").then((m) => m.default),
   },

@@ -11,7 +11,7 @@ import type { ServeConfig } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { parseMac, type Mac } from "../wire/mac.ts";
-import type { HostMode, KickstartSpec, LabFile, VarSpec } from "./lab.ts";
+import { VIAS_OF, type BmcSpec, type HostMode, type KickstartSpec, type LabFile, type SecretSpec, type VarSpec, type Verify, type Via } from "./lab.ts";
 
 export interface KickstartSource {
   /** "default", or the template's path. */
@@ -30,6 +30,10 @@ export interface HostEntry {
   vars: Readonly<Record<string, string>>;
   /** Names whose values are secrets (from { env } or { file }): never shown, logged or sent in an event. */
   secrets: ReadonlySet<string>;
+  /** How netboot drives it (lab file bmc:), how it reaches its installer, and what "done" waits for (unset: the caller's default). */
+  bmc: BmcSpec | undefined;
+  via: Via | undefined;
+  verify: Verify | undefined;
   /** Where the host is listed ("lab.yaml:12:5", "--allow"). */
   at: string;
 }
@@ -74,6 +78,9 @@ export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: No
       kickstart: template(h.kickstart ?? lab.defaults.kickstart),
       vars,
       secrets,
+      bmc: h.bmc,
+      via: h.via ?? lab.defaults.via ?? (h.bmc ? VIAS_OF[h.bmc.kind][0] : undefined),
+      verify: h.verify ?? lab.defaults.verify,
       at: h.at,
     };
   });
@@ -86,7 +93,7 @@ export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: No
  */
 export function bookFromFlags(opts: { allow: readonly Mac[]; allowAny: boolean; ks: string | undefined; image: string }): HostBook {
   const kickstart = opts.ks ? { name: opts.ks, text: readText(opts.ks, "--ks") } : undefined;
-  const hosts = opts.allow.map((mac): HostEntry => ({ mac, hostname: undefined, ip: undefined, image: opts.image, mode: "once", kickstart, vars: {}, secrets: new Set(), at: "--allow" }));
+  const hosts = opts.allow.map((mac): HostEntry => ({ mac, hostname: undefined, ip: undefined, image: opts.image, mode: "once", kickstart, vars: {}, secrets: new Set(), bmc: undefined, via: undefined, verify: undefined, at: "--allow" }));
   if (opts.allowAny) return makeBook(false, "kickstart", hosts, { image: opts.image, kickstart });
   return makeBook(hosts.length > 0, hosts.length > 0 ? "deny" : "interactive", hosts, { image: opts.image, kickstart: undefined });
 }
@@ -133,6 +140,16 @@ function readText(path: string, what: string): string {
   } catch (err) {
     throw new ConfigError("E_KS", `${what} ${path}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (err as Error).message}`);
   }
+}
+
+/** A BMC password (or another secret), read when it is used: one line naming the host when it cannot be. */
+export function readSecret(spec: SecretSpec, who: string, env: NodeJS.ProcessEnv = process.env): string {
+  if ("env" in spec) {
+    const v = env[spec.env];
+    if (v === undefined) throw new ConfigError("E_LAB_SECRET", `${who}: the environment variable ${spec.env} is not set`);
+    return v;
+  }
+  return readText(spec.file, who).replace(/\r?\n$/, "");
 }
 
 function resolveVars(specs: Record<string, VarSpec>, who: string, env: NodeJS.ProcessEnv, read = true): { vars: Record<string, string>; secrets: Set<string> } {

@@ -9,6 +9,13 @@
  *   images:   { esxi8: ./esxi-8.iso, esxi7: http://files.lab/esxi-7.iso }
  *   defaults: { image: esxi8, mode: once, kickstart: ./esxi.ks, vars: { rootpw: { env: ROOTPW } } }
  *   hosts:    [ { mac: 52:54:00:00:00:01, hostname: esx01, ip: 10.77.0.11, vars: { vlan: 12 } }, … ]
+ *
+ * A host netboot drives (netboot reinstall, netboot power) says how to reach its BMC and how it gets to
+ * its installer:
+ *   bmc: { redfish: https://10.0.0.5, user: admin, password: { env: BMC_PW }, ca: ./bmc-ca.pem }
+ *   bmc: { ipmi: 10.0.0.6, user: admin, password: { file: ./ipmi.pw } }      (port:, cipher: as needed)
+ *   bmc: { wol: true }                                                         power on only
+ *   via: pxe | http | virtual-media | iso-url      verify: https | firstboot | none
  */
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
@@ -27,6 +34,25 @@ export type VarSpec = { value: string } | { env: string } | { file: string };
 
 export type KickstartSpec = { kind: "default" } | { kind: "file"; path: string };
 
+/** A secret read when it is used, never from the lab file's own text: the environment or a file. */
+export type SecretSpec = { env: string } | { file: string };
+
+/** How netboot reaches a machine's BMC (bmc:). */
+export type BmcSpec =
+  | { kind: "redfish"; url: string; user: string; password: SecretSpec; ca: string | undefined; insecure: boolean; system: string | undefined }
+  | { kind: "ipmi"; host: string; port: number | undefined; user: string; password: SecretSpec; cipher: number | undefined }
+  | { kind: "wol" };
+
+/** How a driven machine gets to its installer (via:). */
+export type Via = "pxe" | "http" | "virtual-media" | "iso-url";
+export const VIAS: readonly Via[] = ["pxe", "http", "virtual-media", "iso-url"];
+/** Which ways each kind of BMC can take; the first is its default. */
+export const VIAS_OF: Readonly<Record<BmcSpec["kind"], readonly Via[]>> = { redfish: ["virtual-media", "iso-url", "http", "pxe"], ipmi: ["pxe", "http"], wol: ["pxe", "http"] };
+
+/** What "done" means (verify:): the installed ESXi answers on HTTPS at the image's build, its %firstboot calls, or the installer's callback alone. */
+export type Verify = "https" | "firstboot" | "none";
+export const VERIFIES: readonly Verify[] = ["https", "firstboot", "none"];
+
 export interface HostSpec {
   mac: Mac;
   hostname: string | undefined;
@@ -35,6 +61,9 @@ export interface HostSpec {
   mode: HostMode | undefined;
   kickstart: KickstartSpec | undefined;
   vars: Record<string, VarSpec>;
+  bmc: BmcSpec | undefined;
+  via: Via | undefined;
+  verify: Verify | undefined;
   /** "lab.yaml:12:5": where the host is, for messages. */
   at: string;
 }
@@ -46,7 +75,7 @@ export interface LabFile {
   /** What an unlisted machine gets: nothing (default), or the interactive installer without a kickstart. */
   allowUnlisted: "none" | "interactive";
   images: Array<{ name: string; source: string; at: string }>;
-  defaults: { image: string | undefined; mode: HostMode | undefined; kickstart: KickstartSpec | undefined; vars: Record<string, VarSpec> };
+  defaults: { image: string | undefined; mode: HostMode | undefined; kickstart: KickstartSpec | undefined; vars: Record<string, VarSpec>; via: Via | undefined; verify: Verify | undefined };
   hosts: HostSpec[];
 }
 
@@ -92,7 +121,7 @@ export function parseLabFile(text: string, path: string, serveOptions: ReadonlyS
   const rel = (p: string) => (isAbsolute(p) || /^[a-z][a-z0-9+.-]*:\/\//i.test(p) ? p : resolve(base, p));
 
   const root = doc.contents;
-  const lab: LabFile = { path, server: {}, allowUnlisted: "none", images: [], defaults: { image: undefined, mode: undefined, kickstart: undefined, vars: {} }, hosts: [] };
+  const lab: LabFile = { path, server: {}, allowUnlisted: "none", images: [], defaults: { image: undefined, mode: undefined, kickstart: undefined, vars: {}, via: undefined, verify: undefined }, hosts: [] };
   if (root === null || root === undefined) throw new LabError([`${name}:1:1: the file is empty`]);
   if (!isMap(root)) throw new LabError([`${where(root)}: the file must be a mapping with server, images, defaults and hosts`]);
 
@@ -138,6 +167,77 @@ export function parseLabFile(text: string, path: string, serveOptions: ReadonlyS
       return undefined;
     }
     return s === "default" ? { kind: "default" } : { kind: "file", path: rel(s) };
+  };
+  const oneOf = <T extends string>(node: Node | null, key: string, allowed: readonly T[]): T | undefined => {
+    const s = scalar(node);
+    if (s === undefined || !(allowed as readonly string[]).includes(s)) {
+      problem(node, key, `${JSON.stringify(s ?? null)}: use ${allowed.join(", ")}`);
+      return undefined;
+    }
+    return s as T;
+  };
+  const secretOf = (node: Node | null | undefined, key: string): SecretSpec | undefined => {
+    if (isMap(node) && node.items.length === 1 && ["env", "file"].includes(keyOf(node.items[0] as Pair<Node, Node>))) {
+      const kind = keyOf(node.items[0] as Pair<Node, Node>);
+      const arg = scalar((node.items[0] as Pair<Node, Node>).value);
+      if (!arg) problem(node, `${key}.${kind}`, `needs a ${kind === "env" ? "variable name" : "path"}`);
+      else return kind === "env" ? { env: arg } : { file: rel(arg) };
+      return undefined;
+    }
+    problem(node, key, "a password is { env: NAME } or { file: PATH }, never written in the lab file");
+    return undefined;
+  };
+  const bmcOf = (node: Node | null, key: string): BmcSpec | undefined => {
+    if (!isMap(node)) {
+      problem(node, key, "a mapping: { redfish: https://ADDR, user, password }, { ipmi: ADDR, user, password } or { wol: true }");
+      return undefined;
+    }
+    const get = (k: string) => pairs(node).find((p) => keyOf(p) === k);
+    const kinds = ["redfish", "ipmi", "wol"].filter((k) => get(k));
+    if (kinds.length !== 1) {
+      problem(node, key, kinds.length ? `one of redfish:, ipmi: or wol:, not ${kinds.join(" and ")}` : "needs redfish: URL, ipmi: ADDRESS or wol: true");
+      return undefined;
+    }
+    const kind = kinds[0] as BmcSpec["kind"];
+    const known = kind === "redfish" ? ["redfish", "user", "password", "ca", "insecure", "system"] : kind === "ipmi" ? ["ipmi", "user", "password", "port", "cipher"] : ["wol"];
+    for (const p of pairs(node)) if (!known.includes(keyOf(p))) unknown(p, `${key}.`, known);
+    if (kind === "wol") {
+      const v = get("wol")!.value;
+      if (!(isScalar(v) && v.value === true)) problem(v, `${key}.wol`, "wol: true (power on by magic packet; no BMC)");
+      return { kind: "wol" };
+    }
+    const user = scalar(get("user")?.value);
+    if (!user) problem(get("user")?.value ?? node, `${key}.user`, "needs the BMC's user name");
+    const pw = get("password");
+    const password = pw ? secretOf(pw.value, `${key}.password`) : (problem(node, `${key}.password`, "needs { env: NAME } or { file: PATH }"), undefined);
+    if (kind === "redfish") {
+      const url = scalar(get("redfish")!.value);
+      let ok = false;
+      try {
+        const u = new URL(url ?? "");
+        ok = (u.protocol === "https:" || u.protocol === "http:") && !!u.hostname && !u.username && !u.password && (u.pathname === "/" || u.pathname === "");
+      } catch {
+        ok = false;
+      }
+      if (!ok) problem(get("redfish")!.value, `${key}.redfish`, `${JSON.stringify(url ?? null)}: https://ADDRESS[:PORT] (no user, password or path: they have their own keys)`);
+      const ca = scalar(get("ca")?.value);
+      const insecureNode = get("insecure")?.value;
+      const insecure = isScalar(insecureNode) && insecureNode.value === true;
+      if (insecureNode && !(isScalar(insecureNode) && typeof insecureNode.value === "boolean")) problem(insecureNode, `${key}.insecure`, "true or false");
+      if (ca && insecure) problem(get("ca")!.value, `${key}.ca`, "ca: and insecure: true together: the certificate is either checked or not");
+      if (!ok || !user || !password) return undefined;
+      return { kind, url: url!, user, password, ca: ca ? rel(ca) : undefined, insecure, system: scalar(get("system")?.value) };
+    }
+    const host = scalar(get("ipmi")!.value);
+    if (!host || /[\s/]/.test(host)) problem(get("ipmi")!.value, `${key}.ipmi`, `${JSON.stringify(host ?? null)}: the BMC's address or name`);
+    const portText = scalar(get("port")?.value);
+    const port = portText === undefined ? undefined : Number(portText);
+    if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) problem(get("port")!.value, `${key}.port`, `${portText}: a UDP port`);
+    const cipherText = scalar(get("cipher")?.value);
+    const cipher = cipherText === undefined ? undefined : Number(cipherText);
+    if (cipher !== undefined && ![0, 1, 2, 3, 17].includes(cipher)) problem(get("cipher")!.value, `${key}.cipher`, `${cipherText}: a cipher suite netboot speaks: 17, 3 (or 2, 1, 0: weaker; 0 lets any password in)`);
+    if (!host || !user || !password) return undefined;
+    return { kind, host, port, user, password, cipher };
   };
   const unknown = (p: Pair<Node, Node>, section: string, known: readonly string[]) => problem(p.key, `${section}${keyOf(p)}`, `unknown key (known: ${known.join(", ")})`);
 
@@ -186,7 +286,9 @@ export function parseLabFile(text: string, path: string, serveOptions: ReadonlyS
         else if (dk === "mode") lab.defaults.mode = modeOf(p.value, "defaults.mode");
         else if (dk === "kickstart") lab.defaults.kickstart = kickstartOf(p.value, "defaults.kickstart");
         else if (dk === "vars") lab.defaults.vars = varsOf(p.value, "defaults.vars");
-        else unknown(p, "defaults.", ["image", "mode", "kickstart", "vars"]);
+        else if (dk === "via") lab.defaults.via = oneOf(p.value, "defaults.via", VIAS);
+        else if (dk === "verify") lab.defaults.verify = oneOf(p.value, "defaults.verify", VERIFIES);
+        else unknown(p, "defaults.", ["image", "mode", "kickstart", "vars", "via", "verify"]);
       }
       const image = lab.defaults.image;
       if (image !== undefined && !hasImage(root, image)) problem(pairs(v).find((p) => keyOf(p) === "image")?.value, "defaults.image", `no image named ${image} under images:`);
@@ -200,7 +302,7 @@ export function parseLabFile(text: string, path: string, serveOptions: ReadonlyS
           problem(item, `hosts[${i}]`, "a host is a mapping with at least mac:");
           continue;
         }
-        const host: HostSpec = { mac: "" as Mac, hostname: undefined, ip: undefined, image: undefined, mode: undefined, kickstart: undefined, vars: {}, at: where(item) };
+        const host: HostSpec = { mac: "" as Mac, hostname: undefined, ip: undefined, image: undefined, mode: undefined, kickstart: undefined, vars: {}, bmc: undefined, via: undefined, verify: undefined, at: where(item) };
         for (const p of pairs(item)) {
           const hk = keyOf(p);
           const s = scalar(p.value);
@@ -220,7 +322,14 @@ export function parseLabFile(text: string, path: string, serveOptions: ReadonlyS
           } else if (hk === "mode") host.mode = modeOf(p.value, `hosts[${i}].mode`);
           else if (hk === "kickstart") host.kickstart = kickstartOf(p.value, `hosts[${i}].kickstart`);
           else if (hk === "vars") host.vars = varsOf(p.value, `hosts[${i}].vars`);
-          else unknown(p, `hosts[${i}].`, ["mac", "hostname", "ip", "image", "mode", "kickstart", "vars"]);
+          else if (hk === "bmc") host.bmc = bmcOf(p.value, `hosts[${i}].bmc`);
+          else if (hk === "via") host.via = oneOf(p.value, `hosts[${i}].via`, VIAS);
+          else if (hk === "verify") host.verify = oneOf(p.value, `hosts[${i}].verify`, VERIFIES);
+          else unknown(p, `hosts[${i}].`, ["mac", "hostname", "ip", "image", "mode", "kickstart", "vars", "bmc", "via", "verify"]);
+        }
+        const via = host.via;
+        if (via && host.bmc && !VIAS_OF[host.bmc.kind].includes(via)) {
+          problem(pairs(item).find((p) => keyOf(p) === "via")?.value, `hosts[${i}].via`, `${via} needs a Redfish BMC (${host.bmc.kind === "ipmi" ? "IPMI" : "Wake-on-LAN"} can take ${VIAS_OF[host.bmc.kind].join(" or ")})`);
         }
         if (!host.mac) {
           if (!pairs(item).some((p) => keyOf(p) === "mac")) problem(item, `hosts[${i}]`, "needs a mac:");
@@ -241,6 +350,12 @@ export function parseLabFile(text: string, path: string, serveOptions: ReadonlyS
       const first = seen.get(key);
       if (first) problems.push(`${h.at}: ${field}: ${val} is already host ${first}`);
       else seen.set(key, h.at);
+    }
+  }
+  // defaults.via must suit every driven host that does not say its own.
+  for (const h of lab.hosts) {
+    if (h.bmc && !h.via && lab.defaults.via && !VIAS_OF[h.bmc.kind].includes(lab.defaults.via)) {
+      problems.push(`${h.at}: via: defaults.via ${lab.defaults.via} does not suit this host's ${h.bmc.kind === "ipmi" ? "IPMI" : "Wake-on-LAN"} BMC: give it via: ${VIAS_OF[h.bmc.kind].join(" or ")}`);
     }
   }
   // Template variables: every one a host's kickstart uses must be defined for that host.
