@@ -99,6 +99,8 @@ export class RedfishDriver implements Driver {
         if (err instanceof BmcError) throw err;
         last = `${method} ${path}: ${describe(err)}`;
         this.lastAnswer = last;
+        // A certificate that is not trusted stays so: no retry.
+        if (/certificate|self.signed|CERT_|unable to verify/i.test(describe(err))) throw new BmcError("E_BMC_TLS", `${this.name}: ${last} (give bmc.ca: the BMC's CA, or insecure: true)`, last);
         if (attempt < LIMITS.bmc.redfishTries) {
           await sleep(wait);
           wait *= 2;

@@ -47,7 +47,7 @@ describe("lab file mistakes: one line each, with file:line:col", () => {
   });
   test.each<[string, string, RegExp]>([
     ["an unknown top-level key", good + "extras: 1\n", /^lab\.yaml:13:1: extras: unknown key \(known: server, images, defaults, hosts\)$/],
-    ["an unknown host key", good.replace("    hostname: esx01", "    hostname: esx01\n    macc: x"), /^lab\.yaml:8:5: hosts\[0\]\.macc: unknown key \(known: mac, hostname, ip, image, mode, kickstart, vars\)$/],
+    ["an unknown host key", good.replace("    hostname: esx01", "    hostname: esx01\n    macc: x"), /^lab\.yaml:8:5: hosts\[0\]\.macc: unknown key \(known: mac, hostname, ip, image, mode, kickstart, vars, bmc, via, verify\)$/],
     ["an unknown server option", good.replace("dhcp: server", "dhcp: server, http_prot: 80"), /^lab\.yaml:1:38: server\.http_prot: unknown key \(known: allow_unlisted, cache-dir, allow, allow-any, iface/],
     ["a bad MAC", good.replace("52:54:00:00:00:02", "52:54:00:00:00:zz"), /^lab\.yaml:10:10: hosts\[1\]\.mac: "52:54:00:00:00:zz" is not a MAC address/],
     ["a duplicate MAC", good.replace("52:54:00:00:00:02", "52:54:00:00:00:01"), /^lab\.yaml:10:5: mac: 52:54:00:00:00:01 is already host lab\.yaml:6:5$/],
@@ -57,11 +57,27 @@ describe("lab file mistakes: one line each, with file:line:col", () => {
     ["a bad mode", good.replace("mode: install", "mode: sometimes"), /^lab\.yaml:12:11: hosts\[1\]\.mode: "sometimes" is not a mode: use once, install, local$/],
     ["a template variable no host defines", good.replace("vars: { rootpw: secret, vlan: 1 }", "vars: { rootpw: secret }"), /^lab\.yaml:10:5: hosts: esx02: the kickstart uses \{\{vlan\}\}, which neither this host nor defaults define \(vars:\)$/],
     ["a key given twice", good + "hosts: []\n", /^lab\.yaml:13:1: a key given twice$/],
+    ["a BMC password written in the file", good.replace("    mode: install", "    bmc: { ipmi: 10.0.0.6, user: admin, password: hunter2 }"), /^lab\.yaml:12:51: hosts\[1\]\.bmc\.password: a password is \{ env: NAME \} or \{ file: PATH \}, never written in the lab file$/],
+    ["a BMC of two kinds", good.replace("    mode: install", "    bmc: { ipmi: 10.0.0.6, wol: true }"), /^lab\.yaml:12:10: hosts\[1\]\.bmc: one of redfish:, ipmi: or wol:, not ipmi and wol$/],
+    ["a Redfish URL with credentials in it", good.replace("    mode: install", "    bmc: { redfish: 'https://root:pw@10.0.0.5', user: a, password: { env: X } }"), /hosts\[1\]\.bmc\.redfish: .*no user, password or path/],
+    ["virtual media through IPMI", good.replace("    mode: install", "    bmc: { ipmi: 10.0.0.6, user: admin, password: { env: X } }\n    via: virtual-media"), /^lab\.yaml:13:10: hosts\[1\]\.via: virtual-media needs a Redfish BMC \(IPMI can take pxe or http\)$/],
+    ["a defaults.via a host's BMC cannot take", good.replace("defaults: { image: esxi8,", "defaults: { via: iso-url, image: esxi8,").replace("    mode: install", "    bmc: { wol: true }"), /^lab\.yaml:10:5: via: defaults\.via iso-url does not suit this host's Wake-on-LAN BMC: give it via: pxe or http$/],
+    ["an unknown verify", good.replace("    mode: install", "    verify: ping"), /^lab\.yaml:12:13: hosts\[1\]\.verify: "ping": use https, firstboot, none$/],
+    ["IPMI cipher suite 4", good.replace("    mode: install", "    bmc: { ipmi: 10.0.0.6, user: admin, password: { env: X }, cipher: 4 }"), /hosts\[1\]\.bmc\.cipher: 4: a cipher suite netboot speaks/],
     ["a built-in variable set by hand", good.replace("vars: { vlan: 12 }", "vars: { vlan: 12, ip: 1.2.3.4 }"), /^lab\.yaml:9:23: hosts\[0\]\.vars\.ip: ip is a built-in variable/],
   ])("%s", (_name, text, want) => {
     const p = problemsOf(text);
     expect(p.length).toBeGreaterThanOrEqual(1);
     expect(p.some((l) => want.test(l))).toBe(true);
+  });
+
+  test("BMCs parse with their defaults: Redfish goes by virtual media, IPMI and Wake-on-LAN by PXE", () => {
+    const text = good.replace("    mode: install", "    bmc: { redfish: 'https://10.0.0.5:8443', user: admin, password: { env: RF_PW }, insecure: true }")
+      .replace("    vars: { vlan: 12 }", "    vars: { vlan: 12 }\n    bmc: { ipmi: bmc-01.lab, user: admin, password: { file: ./ipmi.pw }, port: 6230 }\n    verify: firstboot");
+    const lab = parseLabFile(text, "/x/lab.yaml", serveOptionNames, () => "rootpw {{rootpw}}\n{{network}}\n# {{hostname}} {{vlan}}\n");
+    expect(lab.hosts[0]!.bmc).toEqual({ kind: "ipmi", host: "bmc-01.lab", port: 6230, user: "admin", password: { file: "/x/ipmi.pw" }, cipher: undefined });
+    expect(lab.hosts[0]!.verify).toBe("firstboot");
+    expect(lab.hosts[1]!.bmc).toEqual({ kind: "redfish", url: "https://10.0.0.5:8443", user: "admin", password: { env: "RF_PW" }, ca: undefined, insecure: true, system: undefined });
   });
 
   test("serve with a broken lab file: its lines on stderr, exit 2, nothing started", async () => {
