@@ -122,12 +122,24 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
     return serializeBootCfg(rewriteBootCfg(original, opts));
   };
 
-  /** The disc image with its BOOT.CFG rewritten for this client (what iPXE's sanboot reads as a CD). */
+  /**
+   * The disc image with its boot.cfg files rewritten for this client: /BOOT.CFG, what BIOS reads (iPXE's
+   * sanboot reads the image as a CD), and /EFI/BOOT/BOOT.CFG, what UEFI reads when it boots the image as a
+   * CD (BMC virtual media) or as a RAM disk (UEFI HTTP boot of the URL). On UEFI the image's El Torito
+   * image (efiboot.img, left untouched) starts esx-boot's isobounce, which loads esx-boot's ISO9660 driver
+   * and starts \EFI\BOOT\BOOTX64.EFI from the ISO tree (esx-boot uefi/isobounce/isobounce.c; the RAM
+   * disk's VirtualCD node: uefi/efiutils/volume.c get_boot_device()); mboot takes boot.cfg from its own
+   * directory (mboot/config.c locate_config_file()), with no per-MAC lookup since a CD or RAM disk is not
+   * a network boot (uefi/efiutils/net.c is_network_boot()), and makes no HTTP request of its own
+   * (uefi/efiutils/ishttp.c). So the host's ks= must be in that file.
+   */
   const disc = async (image: BootImage, mac: Mac | undefined): Promise<Resolved> => {
     if (!image.tree.disc) return { result: "missing", reason: `${image.name} is not read from an ISO image (a directory has no disc to boot)`, mac };
-    const text = image.esxi?.biosCfg ? bootCfgFor(image, "bios", mac, "disc") : undefined;
-    if (!text) return { result: "missing", reason: `${image.name} has no BOOT.CFG for BIOS clients`, mac };
-    const data = await image.tree.disc.withFile("/BOOT.CFG", new TextEncoder().encode(text));
+    const files: Array<{ path: string; content: Uint8Array }> = [];
+    if (image.esxi?.biosCfg) files.push({ path: "/BOOT.CFG", content: new TextEncoder().encode(bootCfgFor(image, "bios", mac, "disc")!) });
+    if (image.esxi?.efiCfg) files.push({ path: "/EFI/BOOT/BOOT.CFG", content: new TextEncoder().encode(bootCfgFor(image, "efi", mac, "disc")!) });
+    if (files.length === 0) return { result: "missing", reason: `${image.name} has no BOOT.CFG`, mac };
+    const data = await image.tree.disc.withFiles(files);
     return { result: "file", kind: "disc", data, mac, image, generated: true };
   };
 

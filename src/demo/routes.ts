@@ -144,8 +144,9 @@ async function ipxeScript(base: string, mac: Mac, step: (r: string, p: string, w
 }
 
 /**
- * What ISOLINUX and mboot.c32 would read from the disc: BOOT.CFG with the kickstart and BOOTIF for this
- * MAC in kernelopt and the paths as the image has them, and every other file as the image holds it.
+ * What ISOLINUX and mboot.c32 would read from the disc, and UEFI's mboot from /EFI/BOOT/ when the disc is
+ * a CD or a RAM disk: each boot.cfg with BOOTIF for this MAC in kernelopt and the paths as the image has
+ * them, and every other file as the image holds it.
  */
 async function checkDisc(image: BootImage, bytes: Uint8Array, mac: Mac): Promise<{ bootCfg: string; problem: string | undefined }> {
   let iso: IsoImage;
@@ -159,8 +160,16 @@ async function checkDisc(image: BootImage, bytes: Uint8Array, mac: Mac): Promise
   const bootCfg = new TextDecoder().decode(await iso.read(cfgEntry));
   const kernelopt = getBootCfgValue(parseBootCfg(bootCfg), "kernelopt") ?? "";
   if (!kernelopt.split(/\s+/).includes(`BOOTIF=${macDirName(mac)}`)) return { bootCfg, problem: `BOOT.CFG's kernelopt lacks BOOTIF=${macDirName(mac)}: ${kernelopt}` };
+  const rewritten = new Set(["/BOOT.CFG"]);
+  if (image.esxi?.efiCfg) {
+    const efiEntry = await iso.lookup("/EFI/BOOT/BOOT.CFG");
+    if (!efiEntry) return { bootCfg, problem: "no /EFI/BOOT/BOOT.CFG on the disc" };
+    const efiOpt = getBootCfgValue(parseBootCfg(new TextDecoder().decode(await iso.read(efiEntry))), "kernelopt") ?? "";
+    if (!efiOpt.split(/\s+/).includes(`BOOTIF=${macDirName(mac)}`)) return { bootCfg, problem: `/EFI/BOOT/BOOT.CFG's kernelopt lacks BOOTIF=${macDirName(mac)}: ${efiOpt}` };
+    rewritten.add("/EFI/BOOT/BOOT.CFG");
+  }
   for await (const e of iso.walk("/")) {
-    if (e.type !== "file" || e.path.toUpperCase() === "/BOOT.CFG") continue;
+    if (e.type !== "file" || rewritten.has(e.path.toUpperCase())) continue;
     const problem = await sameAsImage(image, e.path, await iso.read(e));
     if (problem) return { bootCfg, problem: `on the disc: ${problem}` };
   }

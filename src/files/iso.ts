@@ -1,6 +1,6 @@
 /** FileTree over an ISO 9660 image, read in place from any ByteSource. */
 import { IsoImage, type IsoEntry } from "../iso/image.ts";
-import { planReplacement, replaceFile, type ReplacementPlan } from "../iso/patch.ts";
+import { planReplacement, replaceFiles, type ReplacementPlan } from "../iso/patch.ts";
 import { patchedData } from "./patched.ts";
 import { shiftAlign, type ByteSource } from "./source.ts";
 import { fnv1a, type FileData, type FileInfo, type FileTree } from "./tree.ts";
@@ -20,12 +20,18 @@ export async function openIsoTree(source: ByteSource): Promise<FileTree & { imag
     },
     disc: {
       bootable: image.elTorito,
-      async withFile(path, content) {
-        let plan = plans.get(path);
-        if (!plan) plans.set(path, (plan = planReplacement(source, path)));
-        plan.catch(() => plans.delete(path));
-        const r = replaceFile(await plan, content);
-        return patchedData(source, { size: r.size, patches: r.patches, mtime: source.mtime, etag: `"${source.version}-v${fnv1a(content)}-${content.length.toString(16)}"` });
+      async withFiles(files) {
+        const planned = await Promise.all(
+          files.map(async ({ path, content }) => {
+            let plan = plans.get(path);
+            if (!plan) plans.set(path, (plan = planReplacement(source, path)));
+            plan.catch(() => plans.delete(path));
+            return { plan: await plan, content };
+          }),
+        );
+        const r = replaceFiles(planned);
+        const tag = files.map(({ content }) => `${fnv1a(content)}-${content.length.toString(16)}`).join("-");
+        return patchedData(source, { size: r.size, patches: r.patches, mtime: source.mtime, etag: `"${source.version}-v${tag}"` });
       },
     },
     description: `${source.description} (ISO 9660, ${image.nameSpace} names, volume ${JSON.stringify(image.volumeId)})`,

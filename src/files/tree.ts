@@ -67,8 +67,8 @@ export interface FileTree {
 export interface DiscImage {
   /** El Torito boot record present: BIOS can boot it. */
   readonly bootable: boolean;
-  /** The image byte for byte, except that `path` holds `content` (iso/patch.ts). */
-  withFile(path: string, content: Uint8Array): Promise<FileData>;
+  /** The image byte for byte, except that each path holds its content (iso/patch.ts). */
+  withFiles(files: ReadonlyArray<{ path: string; content: Uint8Array }>): Promise<FileData>;
 }
 
 /** In-memory file contents (rewritten boot.cfg, kickstart, iPXE script). */

@@ -146,7 +146,9 @@ export function contentType(path: string): string {
     case "json":
       return "application/json";
     case "iso":
-      return "application/x-iso9660-image";
+      // UEFI HTTP boot loads a URL of this type as a RAM disk and boots it as a CD (edk2
+      // NetworkPkg/HttpBootDxe/HttpBootSupport.c HttpBootCheckImageType; UEFI 2.8 §24.7.2).
+      return "application/vnd.efi-iso";
     default:
       return "application/octet-stream";
   }

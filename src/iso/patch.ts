@@ -85,32 +85,44 @@ export async function planReplacement(source: IsoSource, path: string): Promise<
 
 /** The patches that make the image hold `content` at the plan's path. */
 export function replaceFile(plan: ReplacementPlan, content: Uint8Array): Replacement {
-  const bs = plan.blockSize;
-  const allocated = roundUp(plan.length, bs);
-  const inPlace = plan.length > 0 && content.length <= allocated;
+  return replaceFiles([{ plan, content }]);
+}
+
+/**
+ * Several files replaced at once (plans of one image, different files): each goes over its own sectors
+ * when it fits there, else after the image and after the one appended before it.
+ */
+export function replaceFiles(files: ReadonlyArray<{ plan: ReplacementPlan; content: Uint8Array }>): Replacement {
+  if (files.length === 0) throw new RangeError("no file to replace");
+  const first = files[0]!.plan;
+  const bs = first.blockSize;
   const patches: Patch[] = [];
-  let size = plan.sourceSize;
-  let extent = plan.extent;
-  if (inPlace) {
-    // Over the file's own sectors; the rest of what it held is zeroed.
-    const bytes = new Uint8Array(allocated);
-    bytes.set(content);
-    patches.push({ offset: plan.extent, bytes: bytes.subarray(0, Math.max(content.length, plan.length)) });
-  } else {
-    extent = plan.tailStart;
-    const blocks = Math.max(1, Math.ceil(content.length / bs));
-    const bytes = new Uint8Array(blocks * bs);
-    bytes.set(content);
-    // Bytes between the end of the source and the tail (a source shorter than its volume) read as zeros.
-    patches.push({ offset: extent, bytes });
-    size = extent + bytes.length;
-    const volumeBlocks = size / bs;
-    for (const at of plan.descriptors) patches.push({ offset: at + 80, bytes: bothEndian32(volumeBlocks) });
+  let tail = first.tailStart;
+  let grew = false;
+  for (const { plan, content } of files) {
+    const allocated = roundUp(plan.length, bs);
+    let extent = plan.extent;
+    if (plan.length > 0 && content.length <= allocated) {
+      // Over the file's own sectors; the rest of what it held is zeroed.
+      const bytes = new Uint8Array(allocated);
+      bytes.set(content);
+      patches.push({ offset: plan.extent, bytes: bytes.subarray(0, Math.max(content.length, plan.length)) });
+    } else {
+      extent = tail;
+      const bytes = new Uint8Array(Math.max(1, Math.ceil(content.length / bs)) * bs);
+      bytes.set(content);
+      // Bytes between the end of the source and the tail (a source shorter than its volume) read as zeros.
+      patches.push({ offset: extent, bytes });
+      tail = extent + bytes.length;
+      grew = true;
+    }
+    for (const at of plan.records) {
+      patches.push({ offset: at + 2, bytes: bothEndian32(extent / bs) });
+      patches.push({ offset: at + 10, bytes: bothEndian32(content.length) });
+    }
   }
-  for (const at of plan.records) {
-    patches.push({ offset: at + 2, bytes: bothEndian32(extent / bs) });
-    patches.push({ offset: at + 10, bytes: bothEndian32(content.length) });
-  }
+  const size = grew ? tail : first.sourceSize;
+  if (grew) for (const at of first.descriptors) patches.push({ offset: at + 80, bytes: bothEndian32(size / bs) });
   patches.sort((a, b) => a.offset - b.offset);
   return { size, patches };
 }

@@ -49,7 +49,7 @@ for (const c of cases) {
       writeFileSync(out, got.body);
       const back = xorrisoListing(out);
       for (const [path, e] of original) {
-        if (/^\/boot\.cfg$/i.test(path)) continue;
+        if (/^(\/efi\/boot)?\/boot\.cfg$/i.test(path)) continue;
         expect({ path, sha256: back.get(path)?.sha256 }).toEqual({ path, sha256: e.sha256 });
       }
       const cfgPath = [...back.keys()].find((p) => /^\/boot\.cfg$/i.test(p))!;
@@ -61,6 +61,13 @@ for (const c of cases) {
       expect(text).toContain("prefix=\n");
       expect(text).toMatch(new RegExp(`^kernelopt=runweasel ks=${app.httpBase}/esxi/01-52-54-00-ab-cd-ef/ks\\.cfg BOOTIF=01-52-54-00-ab-cd-ef`, "m"));
       expect(text).not.toMatch(/cdromBoot/);
+      // What UEFI's mboot reads from the disc (virtual media, or the ISO URL as a RAM disk): the same kernelopt.
+      const efiPath = [...back.keys()].find((p) => /^\/efi\/boot\/boot\.cfg$/i.test(p))!;
+      const efiOut = join(tempDir("disc-efi-"), "x");
+      run("xorriso", ["-osirrox", "on", "-indev", out, "-extract", efiPath, efiOut], { stdio: ["ignore", "ignore", "pipe"] });
+      const efiText = await Bun.file(efiOut).text();
+      expect(efiText).toMatch(new RegExp(`^kernelopt=runweasel ks=${app.httpBase}/esxi/01-52-54-00-ab-cd-ef/ks\\.cfg BOOTIF=01-52-54-00-ab-cd-ef`, "m"));
+      expect(head.headers["content-type"]).toBe("application/vnd.efi-iso");
       // isoinfo sees the volume ending where the answer ends (the primary volume descriptor grew with it).
       expect(run("isoinfo", ["-d", "-i", out])).toMatch(new RegExp(`^Volume size is: ${size / 2048}$`, "m"));
       if (c.joliet) {
