@@ -31,7 +31,7 @@ import { hostsApi, type StatusInfo } from "./hosts/api.ts";
 import { bookFor, describeBook, wantsKickstarts } from "./hosts/book.ts";
 import { HintWatcher } from "./hosts/explain.ts";
 import { kickstarts } from "./hosts/kickstart-gate.ts";
-import type { LabFile } from "./hosts/lab.ts";
+import type { LabFile, Verify } from "./hosts/lab.ts";
 import { HostPolicy, storeSelections, tftpBlockCap } from "./hosts/policy.ts";
 import { SignedLoaderWatch } from "./hosts/signed-loader.ts";
 import { openHostStore } from "./hosts/store/open.ts";
@@ -94,6 +94,8 @@ export interface AppOptions {
    * root here and checks, as the user it became, every path the servers go on using.
    */
   beforeServe?: (what: { images: readonly BootImage[] }) => Promise<void>;
+  /** What "done" means where the lab file says nothing (verify:): serve's callback alone, or reinstall's installed ESXi. */
+  verifyDefault?: Verify;
 }
 
 /** What close() undoes, phase by phase (servers first, sources last); a failing step is logged and the next runs. */
@@ -117,7 +119,7 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
     const opened = await openImages(config.images, { cacheDir: config.cacheDir, log });
     stop.add("sources", opened.close);
     const images = opened.images;
-    const book = bookFor(config, options.lab, images.map((i) => i.name));
+    const book = bookFor(config, options.lab, images.map((i) => i.name), options.verifyDefault);
     describeBook(book, log);
     const ipxe = await loadIpxe(config.ipxe.dir, log);
     const plan = await planDhcp(config, log.child("dhcp"));

@@ -171,6 +171,8 @@ export const LIMITS = {
     stall: 60_000,
     kickstart: 180_000,
     quiet: 60_000,
+    /** From the installer's done to the installed system answering: a reboot, ESXi's first boot (about 2-5 min on servers). */
+    verify: 600_000,
   },
   api: {
     /** An idle event stream gets a comment this often (proxies and Bun's idle timer keep it open). */
@@ -202,6 +204,24 @@ export const LIMITS = {
     wolGapMs: 100,
     /** Between off and on in a power cycle done as two calls (a BMC without a cycle; IPMI's cycle when off). */
     cycleGapMs: 2000,
+  },
+  /** netboot reinstall: driving machines to their installer and back. */
+  drive: {
+    /**
+     * A machine powered on that shows no sign of life within this is cycled again (--sign-of-life). A
+     * server's POST (memory training, option ROMs) takes 1-4 min before its NIC's first DHCP; 5 min covers
+     * it without leaving a dead machine unnoticed for long.
+     */
+    signOfLifeMs: 300_000,
+    /** Defaults of --stagger, --batch, --retries, --timeout. */
+    staggerMs: 30_000,
+    batch: 8,
+    retries: 1,
+    timeoutMs: 3_600_000,
+    /** The installed ESXi's HTTPS port, how often it is asked for its build, and how long one ask waits. */
+    httpsPort: 443,
+    probeEveryMs: 10_000,
+    probeTimeoutMs: 5000,
   },
   /** DHCP and TFTP requests held while the servers are bound but not serving yet (root being dropped, the state opening). */
   heldBeforeReady: 1024,

@@ -18,7 +18,7 @@ import type { Logger } from "./log.ts";
 import type { Mac } from "./wire/mac.ts";
 
 /** The phases of one install, in order (hosts/tracker.ts moves a host through them). */
-export const PHASES = ["offered", "loader", "bootcfg", "modules", "kickstart", "installing", "done", "failed"] as const;
+export const PHASES = ["offered", "loader", "bootcfg", "modules", "kickstart", "installing", "installed", "done", "failed"] as const;
 export type Phase = (typeof PHASES)[number];
 
 /** What a DHCP answer of ours was (its option 53). */
@@ -84,7 +84,17 @@ export type NetbootEvent =
   /** What a host's stall or error means, in words a bench user acts on (hosts/explain.ts); `text` "" when it cleared. */
   | (Base & { type: "host.hint"; hostname: string | undefined; code: string; level: "info" | "warn"; text: string })
   /** Nothing heard from any client for a while (the whole link, not one machine). */
-  | (Base & { type: "link.quiet"; seconds: number; text: string });
+  | (Base & { type: "link.quiet"; seconds: number; text: string })
+  /** The installed system answered as "done" asks (verify: https at `build`, or its %firstboot's call). */
+  | (Base & { type: "host.verified"; hostname: string | undefined; how: "https" | "firstboot"; build: string | undefined })
+  /** netboot drove a machine's power through its BMC (`bmc` where, never who); `attempt` 1 first, then each retry. */
+  | (Base & { type: "power.on" | "power.off" | "power.cycle"; hostname: string | undefined; bmc: string; attempt: number })
+  /** The next boot set once and read back: `kept` in the BMC's words; `partial` what it did not keep. */
+  | (Base & { type: "bmc.boot"; hostname: string | undefined; bmc: string; target: string; kept: string | undefined; partial: string | undefined })
+  /** Virtual media inserted (the machine's own ISO by URL) or ejected. */
+  | (Base & { type: "bmc.media"; hostname: string | undefined; bmc: string; action: "insert" | "eject"; image: string | undefined })
+  /** A BMC call that failed: what was asked, and what the BMC answered (never a credential). */
+  | (Base & { type: "bmc.error"; hostname: string | undefined; bmc: string; what: string; answer: string });
 
 /**
  * Who a request is about (`mac`: the one its path names, else the one behind its address) and what it

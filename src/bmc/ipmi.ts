@@ -27,13 +27,13 @@ export class IpmiDriver implements Driver {
     this.name = `IPMI ${target.host}:${target.port ?? LIMITS.bmc.ipmiPort}`;
   }
 
-  async #with<T>(act: (s: IpmiSession) => Promise<T>): Promise<T> {
+  async #with<T>(what: string, act: (s: IpmiSession) => Promise<T>): Promise<T> {
     let session: IpmiSession | undefined;
     try {
       session = await IpmiSession.open(this.target);
       this.suitesTried = session.attempts.map((a) => `${a.suite}: ${a.result}`);
       const out = await act(session);
-      this.lastAnswer = "ok";
+      this.lastAnswer = `${what}: ${typeof out === "string" ? out : "accepted"}`;
       return out;
     } catch (err) {
       this.lastAnswer = err instanceof BmcError ? err.answer : String(err);
@@ -47,29 +47,29 @@ export class IpmiDriver implements Driver {
   }
 
   powerState(): Promise<PowerState> {
-    return this.#with(async (s) => ((await s.powerIsOn()) ? "on" : "off"));
+    return this.#with("Get Chassis Status", async (s) => ((await s.powerIsOn()) ? "on" : "off"));
   }
 
   power(op: PowerOp): Promise<void> {
-    return this.#with(async (s) => {
+    return this.#with(`Chassis Control (${op})`, async (s) => {
       if (op === "cycle" && !(await s.powerIsOn())) return s.chassisControl("on"); // §28.3: cycle has no effect when off
       await s.chassisControl(op);
     });
   }
 
   setBootOnce(target: BootTarget): Promise<BootSetting> {
-    return this.#with(async (s) => {
+    return this.#with("Set System Boot Options", async (s) => {
       await s.setBootFlags({ device: DEVICE_OF[target], persistent: false, efi: true });
       return settingOf(await s.getBootFlags());
     });
   }
 
   readBoot(): Promise<BootSetting> {
-    return this.#with(async (s) => settingOf(await s.getBootFlags()));
+    return this.#with("Get System Boot Options", async (s) => settingOf(await s.getBootFlags()));
   }
 
   clearBoot(): Promise<void> {
-    return this.#with((s) => s.setBootFlags({ device: "none", persistent: false, efi: true }));
+    return this.#with("Set System Boot Options (none)", (s) => s.setBootFlags({ device: "none", persistent: false, efi: true }));
   }
 
   async close(): Promise<void> {}

@@ -42,6 +42,12 @@ export interface BootFilesConfig {
   hasKickstart?: ((mac: Mac | undefined) => boolean) | undefined;
   /** The policy's answer for an iPXE client with this MAC: what /boot.ipxe says to it. */
   ipxeDecision?: ((mac: Mac | undefined) => BootDecision) | undefined;
+  /**
+   * Why this MAC must get nothing that could start an installer (boot-once: done, installed, mode local;
+   * or not listed): its boot.cfg, its disc and the loader are then refused, also when its firmware asks
+   * for them straight by a URL it kept, with no DHCP first. Undefined: serve them.
+   */
+  bootRefusal?: ((mac: Mac) => string | undefined) | undefined;
   /** The image a MAC boots (for the bare 01-<mac>/boot.cfg and the iPXE script); else the first. */
   imageFor?: ((mac: Mac | undefined) => BootImage | undefined) | undefined;
   keepCdromBoot?: boolean;
@@ -150,6 +156,16 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
   };
 
   const resolve = async (parts: readonly string[], client: ClientHint = {}): Promise<Resolved> => {
+    const r = await resolveFor(parts, client);
+    // Boot-once on every path: what starts an installer is refused to a machine that must not get one.
+    if (r.result === "file" && (r.kind === "bootcfg" || r.kind === "disc" || r.kind === "loader") && r.mac && config.bootRefusal) {
+      const why = config.bootRefusal(r.mac);
+      if (why) return { result: "forbidden", kind: r.kind, reason: why, mac: r.mac, image: r.image };
+    }
+    return r;
+  };
+
+  const resolveFor = async (parts: readonly string[], client: ClientHint): Promise<Resolved> => {
     const lower = parts.map((p) => p.toLowerCase());
     const first = lower[0];
     if (first === undefined) return { result: "missing", reason: "no file name", mac: undefined };
@@ -206,7 +222,8 @@ export function createBootFiles(config: BootFilesConfig): BootFiles {
       return generated(image, "ks", ks, mac);
     }
     const path = "/" + parts.slice(1).join("/");
-    return treeFile(image, path, isLoaderPath(image, path) ? "loader" : "module", mac1 ?? mac3);
+    const loader = isLoaderPath(image, path);
+    return treeFile(image, path, loader ? "loader" : "module", mac1 ?? mac3 ?? (loader ? client.mac : undefined));
   };
 
   return { config, resolve, bootCfgFor, imageUrl, kickstartUrl };

@@ -21,7 +21,7 @@ reboot
 wget -q -O /dev/null "{{done_url}}" || true
 `;
 
-export const BUILTIN_VARIABLES = ["hostname", "ip", "netmask", "gateway", "dns", "mac", "image", "server", "done_url", "failed_url", "network"] as const;
+export const BUILTIN_VARIABLES = ["hostname", "ip", "netmask", "gateway", "dns", "mac", "image", "server", "done_url", "failed_url", "firstboot_url", "network"] as const;
 
 /** A kickstart template that does not render: bad input (exit 2). */
 export class TemplateError extends ConfigError {

@@ -15,6 +15,7 @@ export default defineCommand({
     check: () => import("./check.ts").then((m) => m.default),
     hosts: () => import("./hosts.ts").then((m) => m.default),
     power: () => import("./power.ts").then((m) => m.default),
+    reinstall: () => import("./reinstall.ts").then((m) => m.default),
     simulate: () => import("./simulate.ts").then((m) => m.default),
     doctor: () => import("./doctor.ts").then((m) => m.default),
   },

@@ -70,16 +70,29 @@ export function hostsApi(opts: HostsApiOptions): (parts: readonly string[], req:
    * done and failed: only with the host's token. A host has one once its kickstart could carry it (every
    * listed host; with --allow-any, any host kickstarted), and keeps it when it leaves the lab file.
    */
-  const callback = (what: "done" | "failed"): Handler => async (req, { mac }) => {
+  const callback = (what: "done" | "failed" | "firstboot"): Handler => async (req, { mac }) => {
     const token = new URL(req.target, "http://netboot.invalid").searchParams.get("token");
     if (!mac || !tokenMatches(store.get(mac)?.token, token)) {
       opts.log.warn(`${req.remoteAddress ?? "?"}: ${what} for ${mac ?? "?"} refused: ${token ? "wrong token" : "no token"}`);
       return { ...json(req, 403, { error: "wrong or missing token" }), mac };
     }
     try {
-      if (what === "done") {
+      const verify = store.book.lookup(mac)?.verify ?? "none";
+      if (what === "done" && verify === "none") {
         await store.done(mac);
         opts.log.info(`${mac}: install done (from ${req.remoteAddress ?? "?"})`);
+      } else if (what === "done") {
+        // "done" waits for the installed system (drive/verify.ts probes it, or its %firstboot calls).
+        await store.installed(mac);
+        opts.log.info(`${mac}: installed (from ${req.remoteAddress ?? "?"}); done when the installed ESXi ${verify === "https" ? "answers on HTTPS" : "calls firstboot_url"}`);
+      } else if (what === "firstboot") {
+        const phase = store.get(mac)?.phase;
+        if (phase !== "installed" && phase !== "done") return { ...json(req, 409, { error: `not installed yet (phase ${phase ?? "none"})` }), mac };
+        if (phase === "installed") {
+          await store.done(mac);
+          opts.bus.emit({ type: "host.verified", mac, hostname: store.book.lookup(mac)?.hostname, how: "firstboot", build: undefined });
+          opts.log.info(`${mac}: the installed system called firstboot_url (from ${req.remoteAddress ?? "?"}): done`);
+        }
       } else {
         const body = req.method === "POST" && req.body ? await req.body(LIMITS.hosts.maxFailureLog) : new Uint8Array(0);
         const reason = new TextDecoder().decode(body).trim().split("\n").at(-1)?.slice(0, 200) || "the kickstart called failed_url";
@@ -105,6 +118,7 @@ export function hostsApi(opts: HostsApiOptions): (parts: readonly string[], req:
     },
     { methods: ["GET", "POST"], path: ["api", "hosts", ":mac", "done"], handle: callback("done") },
     { methods: ["GET", "POST"], path: ["api", "hosts", ":mac", "failed"], handle: callback("failed") },
+    { methods: ["GET", "POST"], path: ["api", "hosts", ":mac", "firstboot"], handle: callback("firstboot") },
   ];
 
   return async (parts, req) => {

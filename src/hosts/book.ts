@@ -30,10 +30,10 @@ export interface HostEntry {
   vars: Readonly<Record<string, string>>;
   /** Names whose values are secrets (from { env } or { file }): never shown, logged or sent in an event. */
   secrets: ReadonlySet<string>;
-  /** How netboot drives it (lab file bmc:), how it reaches its installer, and what "done" waits for (unset: the caller's default). */
+  /** How netboot drives it (lab file bmc:), how it reaches its installer, and what "done" waits for. */
   bmc: BmcSpec | undefined;
   via: Via | undefined;
-  verify: Verify | undefined;
+  verify: Verify;
   /** Where the host is listed ("lab.yaml:12:5", "--allow"). */
   at: string;
 }
@@ -54,7 +54,11 @@ export function wantsKickstarts(book: HostBook): boolean {
 }
 
 /** `secrets: false` (`netboot hosts`): who the hosts are, without reading their secrets (left empty). */
-export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: NodeJS.ProcessEnv = process.env, opts: { secrets?: boolean; templates?: boolean } = {}): HostBook {
+/**
+ * `verifyDefault`: what "done" means for a host whose lab entry (and defaults) say nothing: serve keeps the
+ * installer's callback ("none"); reinstall waits for the installed ESXi ("https").
+ */
+export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: NodeJS.ProcessEnv = process.env, opts: { secrets?: boolean; templates?: boolean; verifyDefault?: Verify } = {}): HostBook {
   const defaultImage = lab.defaults.image ?? imageNames[0]!;
   const templates = new Map<string, KickstartSource>();
   const template = (ks: KickstartSpec | undefined): KickstartSource | undefined => {
@@ -80,7 +84,7 @@ export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: No
       secrets,
       bmc: h.bmc,
       via: h.via ?? lab.defaults.via ?? (h.bmc ? VIAS_OF[h.bmc.kind][0] : undefined),
-      verify: h.verify ?? lab.defaults.verify,
+      verify: h.verify ?? lab.defaults.verify ?? opts.verifyDefault ?? "none",
       at: h.at,
     };
   });
@@ -93,7 +97,7 @@ export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: No
  */
 export function bookFromFlags(opts: { allow: readonly Mac[]; allowAny: boolean; ks: string | undefined; image: string }): HostBook {
   const kickstart = opts.ks ? { name: opts.ks, text: readText(opts.ks, "--ks") } : undefined;
-  const hosts = opts.allow.map((mac): HostEntry => ({ mac, hostname: undefined, ip: undefined, image: opts.image, mode: "once", kickstart, vars: {}, secrets: new Set(), bmc: undefined, via: undefined, verify: undefined, at: "--allow" }));
+  const hosts = opts.allow.map((mac): HostEntry => ({ mac, hostname: undefined, ip: undefined, image: opts.image, mode: "once", kickstart, vars: {}, secrets: new Set(), bmc: undefined, via: undefined, verify: "none", at: "--allow" }));
   if (opts.allowAny) return makeBook(false, "kickstart", hosts, { image: opts.image, kickstart });
   return makeBook(hosts.length > 0, hosts.length > 0 ? "deny" : "interactive", hosts, { image: opts.image, kickstart: undefined });
 }
@@ -103,10 +107,10 @@ export function bookFromFlags(opts: { allow: readonly Mac[]; allowAny: boolean; 
  * kickstart wipes disks, so --ks needs the machines listed or --allow-any; with a lab file the kickstarts
  * come from it.
  */
-export function bookFor(config: ServeConfig, lab: LabFile | undefined, imageNames: readonly string[]): HostBook {
+export function bookFor(config: ServeConfig, lab: LabFile | undefined, imageNames: readonly string[], verifyDefault: Verify = "none"): HostBook {
   if (lab) {
     if (config.boot.ks) throw new ConfigError("E_KS", "--ks and a lab file: give the kickstart in the lab file (defaults: kickstart:, or per host)");
-    return bookFromLab(lab, imageNames);
+    return bookFromLab(lab, imageNames, process.env, { verifyDefault });
   }
   const allow = config.hosts.allow.map((m) => parseMac(m));
   if (config.boot.ks && allow.length === 0 && !config.hosts.allowAny) {

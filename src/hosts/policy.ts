@@ -43,6 +43,9 @@ export class HostPolicy {
       s = book.unlisted === "deny" ? { refused: book.listed ? "not listed (deny by default)" : "not allowed" } : { image: book.fallback.image, kickstart: book.unlisted === "kickstart" && book.fallback.kickstart !== undefined };
     } else if (entry.mode === "local") {
       s = { localBoot: "mode local: boots from its own disk" };
+    } else if (record?.phase === "installed") {
+      // Boot-once holds while netboot waits for the installed system, in every mode (mode install too: its next install starts after done).
+      s = { localBoot: `installed ${new Date(record.reached.installed ?? 0).toISOString()}; waiting for the installed ESXi to answer (verify: ${entry.verify})` };
     } else if (entry.mode === "once" && record?.phase === "done") {
       s = { localBoot: `installed (done ${new Date(record.doneAt ?? 0).toISOString()}); netboot hosts rearm ${mac} to install again` };
     } else {
@@ -90,9 +93,13 @@ export class HostPolicy {
   }
 
   /** What the boot namespace asks the policy (boot/files.ts BootFilesConfig). */
-  bootFileHooks(): Pick<BootFilesConfig, "hasKickstart" | "ipxeDecision" | "imageFor"> {
+  bootFileHooks(): Pick<BootFilesConfig, "hasKickstart" | "ipxeDecision" | "imageFor" | "bootRefusal"> {
     const { images } = this.config;
     return {
+      bootRefusal: (mac) => {
+        const s = this.snapshot(mac);
+        return s.localBoot ?? s.refused;
+      },
       hasKickstart: (mac) => (mac ? this.armed(mac).why === undefined : this.#o.store.book.unlisted === "kickstart"),
       ipxeDecision: (mac) => this.ipxe(mac),
       imageFor: (mac) => images.find((i) => i.name === this.imageOf(mac)) ?? images[0],

@@ -33,6 +33,7 @@ export function kickstartVariables(entry: HostEntry | undefined, mac: Mac, image
     server: site.base,
     done_url: `${api}/done?token=${token}`,
     failed_url: `${api}/failed?token=${token}`,
+    firstboot_url: `${api}/firstboot?token=${token}`,
     network: networkLine({ mac, hostname: entry?.hostname, ip, netmask: ip ? site.netmask : undefined, gateway: site.gateway, dns: site.dns }),
   };
 }

@@ -15,8 +15,8 @@ export interface RunningBmc {
   stop(): Promise<void>;
 }
 
-const ipmitoolOk = (port: number, user: string, password: string) => {
-  const r = Bun.spawnSync(["ipmitool", "-I", "lanplus", "-C", "3", "-N", "1", "-R", "1", "-H", "127.0.0.1", "-p", String(port), "-U", user, "-P", password, "chassis", "power", "status"]);
+const ipmitoolOk = (port: number, user: string, password: string, ns?: string) => {
+  const r = Bun.spawnSync([...(ns ? ["ip", "netns", "exec", ns] : []), "ipmitool", "-I", "lanplus", "-C", "3", "-N", "1", "-R", "1", "-H", "127.0.0.1", "-p", String(port), "-U", user, "-P", password, "chassis", "power", "status"]);
   return r.exitCode === 0;
 };
 
@@ -33,7 +33,7 @@ async function stopChild(child: ChildProcess): Promise<void> {
  * records every set in `dir/log` and keeps power and boot in `dir/state`; `mode: "startcmd"` starts
  * `startcmd` at power on and ends it at power off (ipmi_lan(5)), `startcmd` being a shell command.
  */
-export async function startIpmiSim(opts: { password: string; mode: "chassis-control" } | { password: string; mode: "startcmd"; startcmd: string; extra?: string }): Promise<RunningBmc> {
+export async function startIpmiSim(opts: ({ password: string; mode: "chassis-control" } | { password: string; mode: "startcmd"; startcmd: string; extra?: string }) & { ns?: string }): Promise<RunningBmc> {
   const dir = tempDir("ipmi-sim-");
   const port = await freePort();
   const lines = [
@@ -75,10 +75,13 @@ exit 0
   lines.push(`  user 2 true "admin" "${opts.password}" admin 10 none md2 md5 straight`);
   writeFileSync(join(dir, "lan.conf"), `${lines.join("\n")}\n`);
   writeFileSync(join(dir, "sim.emu"), "mc_setbmc 0x20\nmc_add 0x20 0 no-device-sdrs 0x23 9 8 0x9f 0x1291 0xf02 persist_sdr\nsel_enable 0x20 1000 0x0a\nmc_enable 0x20\n");
-  const child = spawn("ipmi_sim", ["-c", join(dir, "lan.conf"), "-f", join(dir, "sim.emu"), "-s", join(dir, "st"), "-n"], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(opts.ns ? "ip" : "ipmi_sim", [...(opts.ns ? ["netns", "exec", opts.ns, "ipmi_sim"] : []), "-c", join(dir, "lan.conf"), "-f", join(dir, "sim.emu"), "-s", join(dir, "st"), "-n"], { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   child.stderr?.on("data", (d) => (err += d));
-  await waitFor(() => child.exitCode !== null || ipmitoolOk(port, "admin", opts.password), 15_000, "ipmi_sim to answer ipmitool");
+  await waitFor(() => child.exitCode !== null || ipmitoolOk(port, "admin", opts.password, opts.ns), 15_000, "ipmi_sim to answer ipmitool").catch(async (err) => {
+    await stopChild(child);
+    throw err;
+  });
   if (child.exitCode !== null) throw new Error(`ipmi_sim exited ${child.exitCode}: ${err}`);
   return { port, dir, child, stop: () => stopChild(child) };
 }
@@ -93,7 +96,10 @@ export async function startFakeBmc(): Promise<RunningBmc & { records(): Array<Re
   const child = spawn(python, [join(import.meta.dir, "..", "fixtures", "bmc", "recording_fakebmc.py"), String(port), log], { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   child.stderr?.on("data", (d) => (err += d));
-  await waitFor(() => child.exitCode !== null || ipmitoolOk(port, "admin", "fakepass"), 15_000, "fakebmc to answer ipmitool");
+  await waitFor(() => child.exitCode !== null || ipmitoolOk(port, "admin", "fakepass"), 15_000, "fakebmc to answer ipmitool").catch(async (err) => {
+    await stopChild(child);
+    throw err;
+  });
   if (child.exitCode !== null) throw new Error(`fakebmc exited ${child.exitCode}: ${err}`);
   return {
     port,

@@ -23,6 +23,9 @@ export interface MockOptions {
   /** Like sushy-tools: the override always reads back Continuous. */
   keepContinuous?: boolean;
   tls?: { cert: string; key: string };
+  /** Where it listens (default 127.0.0.1, any free port). */
+  host?: string;
+  port?: number;
 }
 
 export interface MockCall {
@@ -56,8 +59,8 @@ export function startRedfishMock(opts: MockOptions): RedfishMock {
   const error = (status: number, message: string) => json(status, { error: { code: "Base.1.8.GeneralError", message, "@Message.ExtendedInfo": [{ MessageId: "Base.1.8.GeneralError", Message: message }] } });
 
   const server = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
+    port: opts.port ?? 0,
+    hostname: opts.host ?? "127.0.0.1",
     ...(opts.tls ? { tls: opts.tls } : {}),
     async fetch(req) {
       const url = new URL(req.url);
@@ -172,7 +175,7 @@ export function startRedfishMock(opts: MockOptions): RedfishMock {
       return error(404, `no resource ${path} for ${req.method}`);
     },
   });
-  return { url: `${opts.tls ? "https" : "http"}://127.0.0.1:${server.port}`, calls, boot, media, sessions, stop: () => server.stop(true) };
+  return { url: `${opts.tls ? "https" : "http"}://${opts.host ?? "127.0.0.1"}:${server.port}`, calls, boot, media, sessions, stop: () => server.stop(true) };
 }
 
 /** A machine that only records what was done to it. */

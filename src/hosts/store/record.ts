@@ -35,6 +35,8 @@ export type HostOp =
   /** A phase reached; `restart`: a new install starts here (the previous one's times are forgotten). */
   | { op: "mark"; phase: Phase; restart?: boolean | undefined }
   | { op: "done" }
+  /** The installer's %post said done; "done" waits for the installed system to answer (verify: https or firstboot). */
+  | { op: "installed" }
   | { op: "failed"; reason: string; log: boolean }
   /** Armed again: its next network boot installs (`netboot hosts rearm`). */
   | { op: "rearm" }
@@ -74,6 +76,10 @@ export function applyOp(prev: HostRecord | undefined, mac: Mac, op: HostOp, at: 
       break;
     case "done":
       next = { ...base, phase: "done", reached: { ...base.reached, done: at }, doneAt: at, failedAt: undefined, failure: undefined, failureLog: false };
+      break;
+    case "installed":
+      if (base.phase === "installed" || base.phase === "done") return prev;
+      next = { ...base, phase: "installed", reached: { ...base.reached, installed: at }, failedAt: undefined, failure: undefined, failureLog: false };
       break;
     case "failed":
       next = { ...base, phase: "failed", reached: { ...base.reached, failed: at }, failedAt: at, failure: op.reason, failureLog: op.log };
@@ -116,7 +122,7 @@ export function durablePart(r: HostRecord, listed: boolean): HostRecord | undefi
 
 /** An operation that must be on disk (or committed) before it is acknowledged to anyone. */
 export function isDurableOp(op: HostOp): boolean {
-  return op.op === "done" || op.op === "failed" || op.op === "rearm" || op.op === "token";
+  return op.op === "done" || op.op === "installed" || op.op === "failed" || op.op === "rearm" || op.op === "token";
 }
 
 /**
@@ -185,6 +191,7 @@ export function parseOp(raw: Record<string, unknown>): HostOp {
       if (!PHASES.includes(raw.phase as Phase)) throw new Error(`mark op with phase ${JSON.stringify(raw.phase)}`);
       return { op: "mark", phase: raw.phase as Phase, restart: raw.restart === true || undefined };
     case "done":
+    case "installed":
     case "rearm":
     case "forget":
       return { op: raw.op };

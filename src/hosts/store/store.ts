@@ -53,6 +53,8 @@ export interface HostStore {
   mark(mac: Mac, phase: Phase, opts?: { restart?: boolean }): Promise<void>;
   /** The installer's %post said done: resolves once that is durable. */
   done(mac: Mac): Promise<HostRecord>;
+  /** The installer's %post said done, and the installed system is yet to answer: resolves once durable. */
+  installed(mac: Mac): Promise<HostRecord>;
   failed(mac: Mac, reason: string, log?: Uint8Array): Promise<void>;
   rearm(mac: Mac): Promise<void>;
   /** The host's callback token, made (durably) the first time it is asked for. */
@@ -186,6 +188,10 @@ export class MirroredStore implements HostStore {
 
   async done(mac: Mac): Promise<HostRecord> {
     return (await this.#apply(mac, { op: "done" }))!;
+  }
+
+  async installed(mac: Mac): Promise<HostRecord> {
+    return (await this.#apply(mac, { op: "installed" }))!;
   }
 
   async failed(mac: Mac, reason: string, log?: Uint8Array): Promise<void> {
