@@ -25,6 +25,7 @@ import { Arch } from "./arch.ts";
 import type { BootImage } from "./image.ts";
 import { biosUnbootable } from "./ipxe.ts";
 import type { BootClient, BootDecision, Decline, Firmware } from "./types.ts";
+import { macDirName } from "../wire/mac.ts";
 
 export interface IpxeBinaries {
   /** BIOS: iPXE over the PXE ROM's UNDI driver. */
@@ -60,6 +61,8 @@ export interface HostSnapshot {
   kickstart?: boolean | undefined;
   /** Why this host gets the signed ESXi loader instead of iPXE (its iPXE never started: Secure Boot). */
   signedLoader?: string | undefined;
+  /** UEFI HTTP boot gets its own ISO (via: iso-url), which the firmware loads as a RAM disk, instead of the loader. */
+  httpBootDisc?: boolean | undefined;
 }
 
 export const IPXE_BIOS = IPXE_PATH.bios;
@@ -134,6 +137,10 @@ export function decideBoot(c: BootClient, host: HostSnapshot, cfg: PolicyConfig)
     case "ipxe":
       return boot("http", url("boot.ipxe"), c.vendorClass?.startsWith("HTTPClient") ? "HTTPClient" : "PXEClient", "iPXE: script over HTTP");
     case "efi-x64-http":
+      if (host.httpBootDisc && image.tree.disc) {
+        // UEFI loads a URL answered as application/vnd.efi-iso as a RAM disk and boots it as a CD (boot/files.ts disc()).
+        return boot("http", url(`${image.name}/${macDirName(c.mac)}.iso`), "HTTPClient", "UEFI HTTP boot of its own ISO (via: iso-url): a RAM disk");
+      }
       if (!esxi?.efiLoader) return ignore(`${image.name} has no EFI/BOOT/BOOTX64.EFI`);
       return boot("http", url(`${image.name}/mboot.efi`), "HTTPClient", "UEFI HTTP boot: the ESXi loader by URL");
     case "bios": {

@@ -49,7 +49,7 @@ export class HostPolicy {
     } else if (entry.mode === "once" && record?.phase === "done") {
       s = { localBoot: `installed (done ${new Date(record.doneAt ?? 0).toISOString()}); netboot hosts rearm ${mac} to install again` };
     } else {
-      s = { image: entry.image, kickstart: entry.kickstart !== undefined };
+      s = { image: entry.image, kickstart: entry.kickstart !== undefined, httpBootDisc: entry.via === "iso-url" };
     }
     s.signedLoader = this.#o.signed.reason(mac);
     // A Mac's own choice in its picker names the image, unless the lab file gives the host one.

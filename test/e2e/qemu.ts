@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempDir } from "../helpers/tools.ts";
 
-export type FirmwareMode = "bios" | "uefi-pxe" | "uefi-http" | "uefi-pxe-secure-boot";
+export type FirmwareMode = "bios" | "uefi-pxe" | "uefi-http" | "uefi-pxe-secure-boot" | "uefi-cd";
 
 /** QEMU's exit status when a guest wrote 0x10 to isa-debug-exit. */
 export const GUEST_DONE = 33;
@@ -27,14 +27,18 @@ export interface Qemu {
   stop(): Promise<void>;
 }
 
-export function bootFirmware(mode: FirmwareMode, ns: string, tap: string, opts: { memoryMiB?: number } = {}): Qemu {
+/**
+ * `uefi-cd`: OVMF with no NIC, booting `opts.cdrom` as its CD: a URL read by QEMU's curl block driver
+ * (range requests from the namespace QEMU runs in), as a BMC's virtual media reads an ISO by URL.
+ */
+export function bootFirmware(mode: FirmwareMode, ns: string, tap: string, opts: { memoryMiB?: number; cdrom?: string } = {}): Qemu {
   const dir = tempDir(`qemu-${mode}-`);
   const args = [
     "-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot", "-m", String(opts.memoryMiB ?? 512), "-smp", "1",
     "-uuid", CLIENT_UUID,
     "-serial", `file:${join(dir, "serial.log")}`,
     "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
-    "-netdev", `tap,id=n0,ifname=${tap},script=no,downscript=no`,
+    ...(mode === "uefi-cd" ? [] : ["-netdev", `tap,id=n0,ifname=${tap},script=no,downscript=no`]),
   ];
   if (mode === "bios") {
     // SeaBIOS mirrors its console (and iPXE's) to COM1. QEMU's default virtio ROM is iPXE: naming a romfile
@@ -51,6 +55,15 @@ export function bootFirmware(mode: FirmwareMode, ns: string, tap: string, opts: 
       "-device", `virtio-net-pci,netdev=n0,mac=${CLIENT_MAC},romfile=,bootindex=1`,
       // No PXE over IPv6 (a long timeout on this IPv4-only link): after a refused image OVMF goes on to HTTP boot.
       "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
+    );
+  } else if (mode === "uefi-cd") {
+    copyFileSync("/usr/share/OVMF/OVMF_VARS_4M.fd", join(dir, "vars.fd"));
+    args.push(
+      "-machine", "q35",
+      "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+      "-drive", `if=pflash,format=raw,unit=1,file=${join(dir, "vars.fd")}`,
+      "-drive", `file=${opts.cdrom},if=none,id=cd0,media=cdrom,readonly=on`,
+      "-device", "ide-cd,drive=cd0,bootindex=1",
     );
   } else {
     copyFileSync("/usr/share/OVMF/OVMF_VARS_4M.fd", join(dir, "vars.fd"));

@@ -29,6 +29,11 @@ export interface EsxiIsoOptions {
   joliet?: boolean;
   /** An El Torito boot record (ISOLINUX.BIN, BOOT.CAT) as the real ISO has; ISOLINUX.BIN is filler unless given. */
   elTorito?: boolean | { isolinux: string };
+  /**
+   * A UEFI El Torito entry, as the real ISO has (EFIBOOT.IMG, a FAT image made with dosfstools and mtools,
+   * holding this EFI program as \EFI\BOOT\BOOTX64.EFI): what UEFI boots from the disc as a CD or a RAM disk.
+   */
+  uefiElTorito?: string;
 }
 
 const built = new Map<string, string>();
@@ -57,6 +62,12 @@ export function makeEsxiIso(opts: EsxiIsoOptions = {}): string {
   put("UPGRADE/PRECHECK.PY", "print('hello')\n");
   if (opts.bigBytes) put("BIG.V00", pseudoRandom(opts.bigBytes, 5));
   for (const [p, d] of Object.entries(opts.extra ?? {})) put(p, d);
+  if (opts.uefiElTorito) {
+    const img = join(src, "EFIBOOT.IMG");
+    run("mkfs.vfat", ["-C", img, "2880"], { stdio: ["ignore", "ignore", "pipe"] });
+    run("mmd", ["-i", img, "::/EFI", "::/EFI/BOOT"]);
+    run("mcopy", ["-i", img, opts.uefiElTorito, "::/EFI/BOOT/BOOTX64.EFI"]);
+  }
   const iso = join(dir, "esxi.iso");
   const flags = ["--norock", "-V", "ESXI-TEST"];
   if (opts.joliet) flags.push("-J");
@@ -66,6 +77,7 @@ export function makeEsxiIso(opts: EsxiIsoOptions = {}): string {
     flags.push("-b", "ISOLINUX.BIN", "-c", "BOOT.CAT", "-no-emul-boot", "-boot-load-size", "4");
     if (typeof opts.elTorito === "object") flags.push("-boot-info-table");
   }
+  if (opts.uefiElTorito) flags.push(...(opts.elTorito ? ["-eltorito-alt-boot"] : ["-c", "BOOT.CAT"]), "-e", "EFIBOOT.IMG", "-no-emul-boot");
   run("xorriso", ["-as", "mkisofs", ...flags, "-o", iso, src], { stdio: ["ignore", "ignore", "pipe"] });
   built.set(key, iso);
   return iso;

@@ -6,7 +6,11 @@
  *     boot.cfg's tftpblksize=), server and boot file from the DHCP packet the firmware kept;
  *   - loaded by UEFI HTTP boot: the firmware's EFI_HTTP_PROTOCOL on the boot NIC, local address from the
  *     boot device path, HEAD for sizes and GET for loads, refusing an answer without Content-Length;
- *   - started by iPXE with "-c URL": iPXE's download protocol (the gPXE one, which esx-boot uses).
+ *   - started by iPXE with "-c URL": iPXE's download protocol (the gPXE one, which esx-boot uses);
+ *   - started from a CD (BMC virtual media) or from a RAM disk (UEFI HTTP boot of an ISO URL): the disc's
+ *     ISO 9660 tree read through its block device, as esx-boot's isobounce and ISO9660 driver give mboot
+ *     its own directory (uefi/isobounce, uefi/efiutils/volume.c get_boot_device()); boot.cfg from that
+ *     directory only, no per-MAC lookup (a disc is not a network boot: uefi/efiutils/net.c).
  * Without -c it looks for <its dir>/01-<mac>/boot.cfg (read twice), then <its dir>/boot.cfg; it takes
  * prefix= (default: the config's directory), kernel= and modules=, asks every file's size first, then loads
  * each, and prints each file's size and FNV-1a checksum on the console, then ends QEMU (isa-debug-exit).
@@ -195,8 +199,89 @@ static EFI_STATUS dl_load(const CHAR8 *url, UINT8 **buf, UINT64 *len) {
   return EFI_SUCCESS;
 }
 
+/* The disc: the whole CD's block device (the El Torito partition's parent), its ISO 9660 primary tree. */
+static EFI_BLOCK_IO *cdio;
+static EFI_STATUS cd_read(UINT64 off, UINTN len, UINT8 *out) {
+  UINT32 bs = cdio->Media->BlockSize;
+  UINT64 lba = off / bs;
+  UINTN skip = (UINTN)(off % bs), total = ((skip + len + bs - 1) / bs) * bs;
+  UINT8 *tmp = AllocatePool(total);
+  if (!tmp) return EFI_OUT_OF_RESOURCES;
+  EFI_STATUS st = uefi_call_wrapper(cdio->ReadBlocks, 5, cdio, cdio->Media->MediaId, lba, total, tmp);
+  if (!EFI_ERROR(st)) CopyMem(out, tmp + skip, len);
+  FreePool(tmp);
+  return st;
+}
+static UINT32 le32(const UINT8 *p) { return (UINT32)p[0] | (UINT32)p[1] << 8 | (UINT32)p[2] << 16 | (UINT32)p[3] << 24; }
+/* A path's extent (byte offset) and size in the primary tree: names compared in any case, ";1" and a trailing "." ignored. */
+static EFI_STATUS iso_find(const CHAR8 *path, UINT64 *at, UINT64 *size) {
+  UINT8 pvd[2048];
+  EFI_STATUS st = cd_read(16 * 2048, 2048, pvd);
+  if (EFI_ERROR(st)) return st;
+  if (pvd[0] != 1 || pvd[1] != 'C' || pvd[2] != 'D' || pvd[3] != '0' || pvd[4] != '0' || pvd[5] != '1') return EFI_VOLUME_CORRUPTED;
+  UINT64 ext = (UINT64)le32(pvd + 156 + 2) * 2048, len = le32(pvd + 156 + 10);
+  const CHAR8 *p = path;
+  while (*p == '/') p++;
+  while (*p) {
+    CHAR8 want[128]; UINTN w = 0;
+    while (*p && *p != '/' && w < 127) want[w++] = *p++;
+    want[w] = 0;
+    while (*p == '/') p++;
+    UINT8 *dir = AllocatePool(len);
+    if (!dir) return EFI_OUT_OF_RESOURCES;
+    st = cd_read(ext, len, dir);
+    if (EFI_ERROR(st)) { FreePool(dir); return st; }
+    BOOLEAN found = FALSE;
+    for (UINT64 i = 0; i < len; ) {
+      UINT8 rl = dir[i];
+      if (rl == 0) { i = (i / 2048 + 1) * 2048; continue; }
+      UINT8 nl = dir[i + 32];
+      CHAR8 name[128]; UINTN n = 0;
+      for (UINTN k = 0; k < nl && k < 127 && dir[i + 33 + k] != ';'; k++) name[n++] = dir[i + 33 + k];
+      while (n > 0 && name[n - 1] == '.') n--;
+      name[n] = 0;
+      if (n == w && !sncmp(name, want, w)) { ext = (UINT64)le32(dir + i + 2) * 2048; len = le32(dir + i + 10); found = TRUE; break; }
+      i += rl;
+    }
+    FreePool(dir);
+    if (!found) return EFI_NOT_FOUND;
+  }
+  *at = ext;
+  *size = len;
+  return EFI_SUCCESS;
+}
+static EFI_STATUS disc_load(const CHAR8 *path, UINT8 **buf, UINT64 *len) {
+  UINT64 at, size;
+  EFI_STATUS st = iso_find(path, &at, &size);
+  if (EFI_ERROR(st)) return st;
+  *len = size;
+  if (!buf) return EFI_SUCCESS;
+  *buf = AllocatePool(size + 1);
+  if (!*buf) return EFI_OUT_OF_RESOURCES;
+  st = cd_read(at, (UINTN)size, *buf);
+  if (!EFI_ERROR(st)) (*buf)[size] = 0;
+  return st;
+}
+/* The El Torito partition the firmware booted (a CDROM media node) → the whole disc's block device. */
+static EFI_STATUS disc_init(EFI_HANDLE device) {
+  EFI_DEVICE_PATH *dp = DuplicateDevicePath(DevicePathFromHandle(device));
+  BOOLEAN cd = FALSE;
+  for (EFI_DEVICE_PATH *node = dp; dp && !IsDevicePathEnd(node); node = NextDevicePathNode(node)) {
+    if (DevicePathType(node) == MEDIA_DEVICE_PATH && DevicePathSubType(node) == MEDIA_CDROM_DP) { SetDevicePathEndNode(node); cd = TRUE; break; }
+  }
+  if (!cd) return EFI_NOT_FOUND;
+  EFI_DEVICE_PATH *walk = dp;
+  EFI_HANDLE disc;
+  EFI_STATUS st = uefi_call_wrapper(BS->LocateDevicePath, 3, &BlockIoProtocol, &walk, &disc);
+  if (EFI_ERROR(st)) return st;
+  st = uefi_call_wrapper(BS->HandleProtocol, 3, disc, &BlockIoProtocol, (void **)&cdio);
+  if (EFI_ERROR(st)) return st;
+  return cdio->Media->LogicalPartition ? EFI_UNSUPPORTED : EFI_SUCCESS;
+}
+
 /* firmware_file_read / get_size: a URL by iPXE's download protocol or UEFI HTTP, anything else by TFTP. */
 static EFI_STATUS file_size(const CHAR8 *path, UINT64 *size) {
+  if (cdio) return disc_load(path, NULL, size);
   if (contains(path, (CHAR8 *)"://")) {
     if (dl) { UINT8 *b; EFI_STATUS st = dl_load(path, &b, size); if (!EFI_ERROR(st)) FreePool(b); return st; }
     return http ? http_get(path, NULL, size) : EFI_UNSUPPORTED;
@@ -204,6 +289,7 @@ static EFI_STATUS file_size(const CHAR8 *path, UINT64 *size) {
   return pxe ? tftp_size(path, size) : EFI_UNSUPPORTED;
 }
 static EFI_STATUS file_load(const CHAR8 *path, UINT8 **buf, UINT64 *len) {
+  if (cdio) return disc_load(path, buf, len);
   if (contains(path, (CHAR8 *)"://")) {
     if (dl) return dl_load(path, buf, len);
     return http ? http_get(path, buf, len) : EFI_UNSUPPORTED;
@@ -280,7 +366,11 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab) {
   const UINT8 *mac = NULL;
   UINT8 macbuf[6] = { 0 };
   const CHAR8 *route;
-  if (!EFI_ERROR(uefi_call_wrapper(BS->HandleProtocol, 3, li->DeviceHandle, &DownloadGuid, (void **)&dl))) {
+  if (!EFI_ERROR(disc_init(li->DeviceHandle))) {
+    /* The loader's own directory on the disc: \EFI\BOOT (isobounce starts mboot from there). */
+    route = (CHAR8 *)"disc";
+    scpy(bootfile, (CHAR8 *)"/EFI/BOOT/BOOTX64.EFI");
+  } else if (!EFI_ERROR(uefi_call_wrapper(BS->HandleProtocol, 3, li->DeviceHandle, &DownloadGuid, (void **)&dl))) {
     route = (CHAR8 *)"ipxe-download";
   } else if (!EFI_ERROR(uefi_call_wrapper(BS->HandleProtocol, 3, li->DeviceHandle, &PxeBaseCodeProtocol, (void **)&pxe)) && pxe->Mode->Started) {
     route = (CHAR8 *)"pxe-tftp";
@@ -314,6 +404,8 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab) {
   UINT64 cfglen = 0;
   if (config[0]) {
     make_path(cfgpath, bootdir, config);
+  } else if (cdio) {
+    make_path(cfgpath, bootdir, (CHAR8 *)"BOOT.CFG");
   } else {
     /* locate_config_file: <bootdir>/01-<mac>/boot.cfg first (a probe read), then <bootdir>/boot.cfg. */
     static const CHAR8 hex[] = "0123456789abcdef";
