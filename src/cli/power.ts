@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { BOOT_TARGETS, describeKept, type BootTarget } from "../bmc/driver.ts";
-import { ConfigError } from "../errors.ts";
+import { BmcError, ConfigError } from "../errors.ts";
 import { bookFromLab } from "../hosts/book.ts";
 import { loadLabFile } from "../hosts/lab.ts";
 import { driverFor, hostName, type Link } from "../drive/drivers.ts";
@@ -40,7 +40,13 @@ export default defineCommand({
       const out = (line: string) => process.stdout.write(`${line}\n`);
       try {
         if (action === "status") {
-          out(`${hostName(host)}: power ${await driver.powerState()}; next boot: ${(await driver.readBoot()).raw} (${driver.name})`);
+          const state = await driver.powerState();
+          // A BMC may refuse to say what the next boot is (ipmi_sim with a startcmd answers 0xcc): said, not fatal.
+          const boot = await driver.readBoot().then(
+            (b) => b.raw,
+            (err: Error) => `not readable (${err instanceof BmcError ? err.answer : err.message})`,
+          );
+          out(`${hostName(host)}: power ${state}; next boot: ${boot} (${driver.name})`);
         } else if (action === "bootdev") {
           const kept = await driver.setBootOnce(target!, { uri: args.uri });
           const partial = describeKept({ target: target!, uri: args.uri }, kept);

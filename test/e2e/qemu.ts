@@ -33,6 +33,34 @@ export interface Qemu {
  */
 export function bootFirmware(mode: FirmwareMode, ns: string, tap: string, opts: { memoryMiB?: number; cdrom?: string } = {}): Qemu {
   const dir = tempDir(`qemu-${mode}-`);
+  const args = firmwareArgs(mode, tap, dir, opts);
+  const started = performance.now();
+  const proc = Bun.spawn(["ip", "netns", "exec", ns, "qemu-system-x86_64", ...args], { stdout: "ignore", stderr: "pipe" });
+  return {
+    dir,
+    proc,
+    started,
+    serial: () => serialOf(dir),
+    async stop() {
+      if (proc.exitCode === null) {
+        proc.kill("SIGTERM");
+        const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
+        await proc.exited;
+        clearTimeout(t);
+      }
+    },
+  };
+}
+
+/** The serial console written to `dir` so far, escape sequences and CRs removed. */
+export function serialOf(dir: string): string {
+  const f = join(dir, "serial.log");
+  // eslint-disable-next-line no-control-regex
+  return existsSync(f) ? readFileSync(f, "latin1").replace(/\x1b\[[0-9;?=]*[A-Za-z]/g, "").replace(/\r/g, "") : "";
+}
+
+/** QEMU's arguments for a firmware mode, its console and files in `dir` (for a machine another program starts). */
+export function firmwareArgs(mode: FirmwareMode, tap: string, dir: string, opts: { memoryMiB?: number; cdrom?: string } = {}): string[] {
   const args = [
     "-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot", "-m", String(opts.memoryMiB ?? 512), "-smp", "1",
     "-uuid", CLIENT_UUID,
@@ -76,24 +104,5 @@ export function bootFirmware(mode: FirmwareMode, ns: string, tap: string, opts: 
     // Without PXE boot options OVMF's first network boot option is "UEFI HTTPv4" (finding 3).
     if (mode === "uefi-http") args.push("-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no", "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no");
   }
-  const started = performance.now();
-  const proc = Bun.spawn(["ip", "netns", "exec", ns, "qemu-system-x86_64", ...args], { stdout: "ignore", stderr: "pipe" });
-  return {
-    dir,
-    proc,
-    started,
-    serial: () => {
-      const f = join(dir, "serial.log");
-      // eslint-disable-next-line no-control-regex
-      return existsSync(f) ? readFileSync(f, "latin1").replace(/\x1b\[[0-9;?=]*[A-Za-z]/g, "").replace(/\r/g, "") : "";
-    },
-    async stop() {
-      if (proc.exitCode === null) {
-        proc.kill("SIGTERM");
-        const t = setTimeout(() => proc.kill("SIGKILL"), 5000);
-        await proc.exited;
-        clearTimeout(t);
-      }
-    },
-  };
+  return args;
 }

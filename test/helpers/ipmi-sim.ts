@@ -15,8 +15,8 @@ export interface RunningBmc {
   stop(): Promise<void>;
 }
 
-const ipmitoolOk = (port: number, user: string, password: string, ns?: string) => {
-  const r = Bun.spawnSync([...(ns ? ["ip", "netns", "exec", ns] : []), "ipmitool", "-I", "lanplus", "-C", "3", "-N", "1", "-R", "1", "-H", "127.0.0.1", "-p", String(port), "-U", user, "-P", password, "chassis", "power", "status"]);
+const ipmitoolOk = (port: number, user: string, password: string, ns?: string, host = "127.0.0.1") => {
+  const r = Bun.spawnSync([...(ns ? ["ip", "netns", "exec", ns] : []), "ipmitool", "-I", "lanplus", "-C", "3", "-N", "1", "-R", "1", "-H", host, "-p", String(port), "-U", user, "-P", password, "chassis", "power", "status"]);
   return r.exitCode === 0;
 };
 
@@ -33,14 +33,15 @@ async function stopChild(child: ChildProcess): Promise<void> {
  * records every set in `dir/log` and keeps power and boot in `dir/state`; `mode: "startcmd"` starts
  * `startcmd` at power on and ends it at power off (ipmi_lan(5)), `startcmd` being a shell command.
  */
-export async function startIpmiSim(opts: ({ password: string; mode: "chassis-control" } | { password: string; mode: "startcmd"; startcmd: string; extra?: string }) & { ns?: string }): Promise<RunningBmc> {
+export async function startIpmiSim(opts: ({ password: string; mode: "chassis-control" } | { password: string; mode: "startcmd"; startcmd: string; extra?: string }) & { ns?: string; addr?: string; port?: number; serialPort?: number }): Promise<RunningBmc> {
   const dir = tempDir("ipmi-sim-");
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
+  const addr = opts.addr ?? "127.0.0.1";
   const lines = [
     'name "netboot-test"',
     "set_working_mc 0x20",
     "  startlan 1",
-    `    addr 127.0.0.1 ${port}`,
+    `    addr ${addr} ${port}`,
     "    priv_limit admin",
     "    allowed_auths_callback none md2 md5 straight",
     "    allowed_auths_user none md2 md5 straight",
@@ -69,7 +70,7 @@ exit 0
     lines.push(`  chassis_control "${script} 0x20"`);
   } else {
     // Power through a startcmd needs the system interface on a VM serial channel (QEMU's ipmi-bmc-extern connects there).
-    lines.push(`  serial 15 127.0.0.1 ${await freePort()} codec VM`, `  startcmd "${opts.startcmd}"`, "  startnow false", "  poweroff_wait 2", "  kill_wait 2");
+    lines.push(`  serial 15 127.0.0.1 ${opts.serialPort ?? (await freePort())} codec VM`, `  startcmd "${opts.startcmd}"`, "  startnow false", "  poweroff_wait 2", "  kill_wait 2");
     if (opts.extra) lines.push(opts.extra);
   }
   lines.push(`  user 2 true "admin" "${opts.password}" admin 10 none md2 md5 straight`);
@@ -78,7 +79,7 @@ exit 0
   const child = spawn(opts.ns ? "ip" : "ipmi_sim", [...(opts.ns ? ["netns", "exec", opts.ns, "ipmi_sim"] : []), "-c", join(dir, "lan.conf"), "-f", join(dir, "sim.emu"), "-s", join(dir, "st"), "-n"], { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   child.stderr?.on("data", (d) => (err += d));
-  await waitFor(() => child.exitCode !== null || ipmitoolOk(port, "admin", opts.password, opts.ns), 15_000, "ipmi_sim to answer ipmitool").catch(async (err) => {
+  await waitFor(() => child.exitCode !== null || ipmitoolOk(port, "admin", opts.password, opts.ns, addr), 15_000, "ipmi_sim to answer ipmitool").catch(async (err) => {
     await stopChild(child);
     throw err;
   });
