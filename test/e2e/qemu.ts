@@ -90,8 +90,8 @@ export function firmwareArgs(mode: FirmwareMode, tap: string, dir: string, opts:
       "-machine", "q35",
       "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
       "-drive", `if=pflash,format=raw,unit=1,file=${join(dir, "vars.fd")}`,
-      "-drive", `file=${opts.cdrom},if=none,id=cd0,media=cdrom,readonly=on`,
-      "-device", "ide-cd,drive=cd0,bootindex=1",
+      // Without a URL, an empty drive whose medium is changed through QMP (device id cd0); its bootindex is the starter's.
+      ...(opts.cdrom ? ["-drive", `file=${opts.cdrom},if=none,id=cdrv,media=cdrom,readonly=on`, "-device", "ide-cd,drive=cdrv,id=cd0,bootindex=1"] : ["-drive", "if=none,id=cdrv,media=cdrom,readonly=on", "-device", "ide-cd,drive=cdrv,id=cd0"]),
     );
   } else {
     copyFileSync("/usr/share/OVMF/OVMF_VARS_4M.fd", join(dir, "vars.fd"));
