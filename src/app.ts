@@ -39,6 +39,7 @@ import type { HostStore } from "./hosts/store/store.ts";
 import { HostTracker } from "./hosts/tracker.ts";
 import { siteFacts } from "./hosts/variables.ts";
 import { HostViews } from "./hosts/view.ts";
+import { HttpsVerifier, type VerifierOptions } from "./drive/verify.ts";
 import { recordingLogger, type Logger, type Warning } from "./log.ts";
 import { listIPv4 } from "./net/interfaces.ts";
 import { Neighbors } from "./net/neighbors.ts";
@@ -94,8 +95,10 @@ export interface AppOptions {
    * root here and checks, as the user it became, every path the servers go on using.
    */
   beforeServe?: (what: { images: readonly BootImage[] }) => Promise<void>;
-  /** What "done" means where the lab file says nothing (verify:): serve's callback alone, or reinstall's installed ESXi. */
-  verifyDefault?: Verify;
+  /** What "done" means for a host where the lab file says nothing (verify:): serve's callback alone, or reinstall's installed ESXi for its hosts. */
+  verifyDefault?: Verify | ((mac: Mac) => Verify);
+  /** How an installed ESXi is asked for its build (tests point it elsewhere; drive/verify.ts probeEsxi). */
+  probe?: VerifierOptions["probe"];
 }
 
 /** What close() undoes, phase by phase (servers first, sources last); a failing step is logged and the next runs. */
@@ -185,12 +188,15 @@ export async function startApp(config: ServeConfig, baseLog: Logger, options: Ap
     const tracker = new HostTracker({ store, bus, log: log.child("hosts"), ip: (m) => views?.ipOf(m) });
     views = new HostViews({ store, bus, log: log.child("hosts") });
     const signed = new SignedLoaderWatch({ store, bus, log: log.child("boot") });
-    stop.add("followers", () => [tracker, views!, signed].forEach((f) => f.close()));
+    let policy!: HostPolicy;
+    // verify: https: installed → done once the installed ESXi answers at its image's build.
+    const buildOf = (m: Mac) => (images.find((i) => i.name === policy?.imageOf(m)) ?? images[0])?.esxi?.summary.buildNumber;
+    const verifier = new HttpsVerifier({ store, bus, log: log.child("hosts"), ipOf: (m) => views?.ipOf(m), buildOf, probe: options.probe });
+    stop.add("followers", () => [tracker, views!, signed, verifier].forEach((f) => f.close()));
     const pools = poolsFor(plan, config, book, log.child("dhcp"));
     if (pools) stop.add("state", () => pools.close());
 
     // 5. The policy and the boot namespace; then every server answers.
-    let policy!: HostPolicy;
     const bsdp = plan.bsdp
       ? bsdpService({
           images,

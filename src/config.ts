@@ -50,6 +50,8 @@ export const DEFAULTS = {
    * before its first OFFER (ISC dhcpd 1 s), so this must be longer.
    */
   probeMs: 6000,
+  /** A link's prefix length where the interface does not say (the served subnet, the Wake-on-LAN broadcast). */
+  prefix: 24,
   /** --state-dir and --cache-dir as root; other users get XDG's directories (defaultStateDir, defaultCacheDir). */
   stateDirRoot: "/var/lib/netboot",
   cacheDirRoot: "/var/cache/netboot",
@@ -202,8 +204,6 @@ export const LIMITS = {
     wolPort: 9,
     wolRepeats: 3,
     wolGapMs: 100,
-    /** Between off and on in a power cycle done as two calls (a BMC without a cycle; IPMI's cycle when off). */
-    cycleGapMs: 2000,
   },
   /** netboot reinstall: driving machines to their installer and back. */
   drive: {
@@ -222,6 +222,8 @@ export const LIMITS = {
     httpsPort: 443,
     probeEveryMs: 10_000,
     probeTimeoutMs: 5000,
+    /** How often a driven host's state is looked at while the drive waits. */
+    pollMs: 250,
   },
   /** DHCP and TFTP requests held while the servers are bound but not serving yet (root being dropped, the state opening). */
   heldBeforeReady: 1024,

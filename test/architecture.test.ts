@@ -33,7 +33,7 @@ const allowed: Record<string, string[]> = {
   "os": ["errors.ts"],
   // Driving machines: their BMCs (bmc/), what is known of them (hosts/), the bus and the servers' facts.
   "drive": ["errors.ts", "wire", "config.ts", "log.ts", "net", "bmc", "boot", "hosts", "events.ts", "http", "state"],
-  "app.ts": ["drive", "bmc", "errors.ts", "wire", "iso", "files", "boot", "net", "http", "tftp", "dhcp", "bsdp", "hosts", "state", "log.ts", "config.ts", "events.ts", "ui"],
+  "app.ts": ["drive", "errors.ts", "wire", "iso", "files", "boot", "net", "http", "tftp", "dhcp", "bsdp", "hosts", "state", "log.ts", "config.ts", "events.ts", "ui"],
   "cli": ["*"],
   "main.ts": ["cli"],
   "assets.d.ts": [],

@@ -60,7 +60,8 @@ export class IpmiDriver implements Driver {
   setBootOnce(target: BootTarget): Promise<BootSetting> {
     return this.#with("Set System Boot Options", async (s) => {
       await s.setBootFlags({ device: DEVICE_OF[target], persistent: false, efi: true });
-      return settingOf(await s.getBootFlags());
+      // Set, but not readable back: said as such (not as a refusal of the setting).
+      return s.getBootFlags().then(settingOf, (err: Error): BootSetting => ({ target: "not read back", once: undefined, uefi: undefined, raw: `set; the BMC would not read it back (${err instanceof BmcError ? err.answer : err.message})` }));
     });
   }
 

@@ -62,9 +62,15 @@ export class RedfishDriver implements Driver {
     this.#tls = { ...(ca ? { ca } : {}), rejectUnauthorized: !target.insecure };
   }
 
-  /** One request: the timeout, retries on network errors and 5xx, the answer's JSON; a 4xx is one BmcError. */
-  async #call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: Json; headers: Headers }> {
+  /**
+   * One request: the timeout, retries with back-off on network errors and 5xx, the answer's JSON; a 4xx
+   * or 3xx is one BmcError. An action (a POST that does something: Reset, InsertMedia) is not sent again
+   * once it may have arrived (a timeout, a 5xx): a power cycle must not happen twice. A session that
+   * expired during a long install (401 with a token) is logged into again, once.
+   */
+  async #call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, relogin = true): Promise<{ status: number; json: Json; headers: Headers }> {
     const url = new URL(path, this.#base).toString();
+    const action = method === "POST" && /\/Actions\//.test(path);
     let wait: number = LIMITS.bmc.backoffMs;
     let last = "";
     for (let attempt = 1; attempt <= LIMITS.bmc.redfishTries; attempt++) {
@@ -85,7 +91,14 @@ export class RedfishDriver implements Driver {
         } catch {
           json = {};
         }
-        if (res.status >= 500 && attempt < LIMITS.bmc.redfishTries) {
+        if (res.status === 401 && this.#token && relogin) {
+          this.#token = undefined;
+          this.#sessionUri = undefined;
+          this.#system = undefined;
+          await this.#systemUri();
+          return this.#call(method, path, body, headers, false);
+        }
+        if (res.status >= 500 && attempt < LIMITS.bmc.redfishTries && !action) {
           last = `${method} ${path}: ${res.status} ${extendedInfo(json) ?? res.statusText}`;
           this.lastAnswer = last;
           await sleep(wait);
@@ -94,6 +107,7 @@ export class RedfishDriver implements Driver {
         }
         this.lastAnswer = `${method} ${path}: ${res.status}${extendedInfo(json) ? ` ${extendedInfo(json)}` : ""}`;
         if (res.status >= 400) throw new BmcError(res.status === 401 ? "E_BMC_AUTH" : "E_BMC_REFUSED", `${this.name}: ${this.lastAnswer}`, this.lastAnswer);
+        if (res.status >= 300) throw new BmcError("E_BMC_REDIRECT", `${this.name}: ${this.lastAnswer}: a redirect to ${res.headers.get("location") ?? "?"} (give bmc.redfish the address it redirects to)`, this.lastAnswer);
         return { status: res.status, json, headers: res.headers };
       } catch (err) {
         if (err instanceof BmcError) throw err;
@@ -101,6 +115,8 @@ export class RedfishDriver implements Driver {
         this.lastAnswer = last;
         // A certificate that is not trusted stays so: no retry.
         if (/certificate|self.signed|CERT_|unable to verify/i.test(describe(err))) throw new BmcError("E_BMC_TLS", `${this.name}: ${last} (give bmc.ca: the BMC's CA, or insecure: true)`, last);
+        // An action that may have arrived is not sent again (only a refused connection proves it did not).
+        if (action && !/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH/.test(describe(err))) throw new BmcError("E_BMC_UNREACHABLE", `${this.name}: ${last} (not sent again: it may have been done)`, last);
         if (attempt < LIMITS.bmc.redfishTries) {
           await sleep(wait);
           wait *= 2;
@@ -248,8 +264,8 @@ export class RedfishDriver implements Driver {
 
   /** Deletes the session (a BMC has few; leaving them open locks others out until they time out). */
   async close(): Promise<void> {
-    if (this.#sessionUri && this.#token) {
-      await this.#call("DELETE", this.#sessionUri).catch(() => {});
+    if (this.#sessionUri) {
+      await this.#call("DELETE", this.#sessionUri, undefined, {}, false).catch(() => {});
       this.#token = undefined;
       this.#sessionUri = undefined;
     }

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { BOOT_TARGETS, describeKept, type BootTarget } from "../bmc/driver.ts";
 import { BmcError, ConfigError } from "../errors.ts";
-import { bookFromLab } from "../hosts/book.ts";
+import { bookFromLab, readSecret } from "../hosts/book.ts";
 import { loadLabFile } from "../hosts/lab.ts";
 import { driverFor, hostName, type Link } from "../drive/drivers.ts";
 import { interfaceAddress } from "../net/interfaces.ts";
@@ -37,7 +37,10 @@ export default defineCommand({
       let link: Link | undefined;
       if (host.bmc?.kind === "wol") link = iface ? interfaceAddress(iface) : undefined;
       const driver = driverFor(host, link);
-      const out = (line: string) => process.stdout.write(`${line}\n`);
+      // What a BMC answers is printed; take out the password in case one echoes it.
+      const secret = host.bmc && host.bmc.kind !== "wol" ? readSecret(host.bmc.password, `${host.at}: bmc.password`) : undefined;
+      const scrub = (t: string) => (secret ? t.split(secret).join("********") : t);
+      const out = (line: string) => process.stdout.write(`${scrub(line)}\n`);
       try {
         if (action === "status") {
           const state = await driver.powerState();
@@ -55,6 +58,9 @@ export default defineCommand({
           await driver.power(action);
           out(`${hostName(host)}: power ${action} sent (${driver.name})`);
         }
+      } catch (err) {
+        if (err instanceof BmcError) throw new BmcError(err.code, scrub(err.message), scrub(err.answer));
+        throw err;
       } finally {
         await driver.close();
       }

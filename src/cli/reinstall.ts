@@ -1,15 +1,14 @@
 import { defineCommand } from "citty";
 import { closeSync, openSync, writeFileSync } from "node:fs";
-import type { Driver } from "../bmc/driver.ts";
-import { LIMITS } from "../config.ts";
-import { driverFor, hostName } from "../drive/drivers.ts";
+import { DEFAULTS, LIMITS } from "../config.ts";
+import { hostName } from "../drive/drivers.ts";
+import { selectTargets } from "../drive/targets.ts";
 import { junitReport } from "../drive/junit.ts";
 import { reinstall, summarize, type DriveHost } from "../drive/reinstall.ts";
-import { probeEsxi } from "../drive/verify.ts";
 import { ConfigError } from "../errors.ts";
-import { bookFromLab, readSecret, type HostEntry } from "../hosts/book.ts";
+import { bookFromLab } from "../hosts/book.ts";
 import { loadLabFile } from "../hosts/lab.ts";
-import { macDirName, tryParseMac } from "../wire/mac.ts";
+import { macDirName } from "../wire/mac.ts";
 import { givenFlags, parseDuration, serveArgs, serveConfigFromArgs, serveOptionNames } from "./args.ts";
 import { guard, loggerFor } from "./common.ts";
 import { progressView, signalled, startServing } from "./serving.ts";
@@ -56,35 +55,11 @@ export default defineCommand({
         signOfLifeMs: parseDuration(args["sign-of-life"], "--sign-of-life"),
         timeoutMs: parseDuration(args.timeout, "--timeout"),
       };
-      // Who is driven: named hosts, else every host with a bmc:. Refused with one line each, before anything starts.
-      const book = bookFromLab(lab, lab.images.map((i) => i.name), process.env, { verifyDefault: "https" });
-      const named = (args._ as string[] | undefined) ?? [];
-      const targets: HostEntry[] = [];
-      const problems: string[] = [];
-      if (named.length) {
-        for (const n of named) {
-          const mac = tryParseMac(n);
-          const h = book.hosts.find((x) => (mac ? x.mac === mac : x.hostname === n));
-          if (!h) problems.push(`${n}: not a host of ${lab.path} (a MAC or a hostname)`);
-          else if (!h.bmc) problems.push(`${hostName(h)}: no bmc: in the lab file (${h.at}): netboot cannot power it`);
-          else if (!targets.includes(h)) targets.push(h);
-        }
-      } else targets.push(...book.hosts.filter((h) => h.bmc));
-      if (!named.length && targets.length === 0) problems.push(`${lab.path}: no host has a bmc: (how netboot reaches its BMC)`);
-      for (const h of targets) if (h.mode === "local") problems.push(`${hostName(h)}: mode local: it boots from its own disk, there is nothing to install`);
-      // Every driver made now, its password read now (as root, before the drop): a missing secret stops here.
-      const drivers = new Map<string, Driver>();
-      const secrets: string[] = [];
-      for (const h of targets) {
-        try {
-          const b = h.bmc!;
-          if (b.kind !== "wol") secrets.push(readSecret(b.password, `${h.at}: ${hostName(h)}: bmc.password`));
-          drivers.set(h.mac, driverFor(h, { address: config.ip, prefix: config.prefix ?? 24 }));
-        } catch (err) {
-          problems.push((err as Error).message);
-        }
-      }
+      // Who is driven, each driver made and its password read now (as root, before the drop): one line per host that cannot be.
+      const book = bookFromLab(lab, lab.images.map((i) => i.name), process.env, { templates: false });
+      const { hosts: targets, drivers, secrets, problems } = selectTargets(book, (args._ as string[] | undefined) ?? [], lab.path, { address: config.ip, prefix: config.prefix ?? DEFAULTS.prefix });
       if (problems.length) throw new ConfigError("E_REINSTALL", problems.join("\n"));
+      const driven = new Set(targets.map((h) => h.mac));
       for (const h of targets) if (h.bmc?.kind === "redfish" && h.bmc.insecure) log.warn(`${hostName(h)}: bmc insecure: true: the BMC's certificate is not checked (anyone on the path can pose as it and read its password)`);
 
       // The report is opened now, as the user who ran netboot (root is dropped at the start), and written at the end.
@@ -96,17 +71,19 @@ export default defineCommand({
           throw new ConfigError("E_JUNIT", `--junit ${args.junit}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such directory" : (err as Error).message.replace(/^[A-Z]+: /, "").split(",")[0]}`);
         }
       }
-      const app = await startServing({ config, lab, log, json, user: args.user, verifyDefault: "https" });
+      // Done means the installed ESXi answers, for the hosts this run drives (unless the lab says otherwise).
+      const app = await startServing({ config, lab, log, json, user: args.user, verifyDefault: (mac) => (driven.has(mac) ? "https" : "none") });
       const stopped = signalled();
       let code = 1;
       const view = json ? undefined : progressView(app, log, args.live !== false);
       try {
         // Armed: its next network boot installs. One that is not (done in once mode, failed) is refused: nothing is powered.
-        const unarmed = targets.filter((h) => !app.policy.isArmed(h.mac)).map((h) => `${hostName(h)}: not armed: ${app.policy.armed(h.mac).why}`);
+        const unarmed = targets.filter((h) => !app.policy.isArmed(h.mac) && app.store.get(h.mac)?.phase !== "failed").map((h) => `${hostName(h)}: not armed: ${app.policy.armed(h.mac).why}`);
         if (unarmed.length) throw new ConfigError("E_REINSTALL", unarmed.join("\n"));
         const hosts: DriveHost[] = targets.map((h) => {
           const image = app.images.find((i) => i.name === h.image) ?? app.images[0]!;
-          return { entry: h, driver: drivers.get(h.mac)!, isoUrl: `${app.httpBase}/${image.name}/${macDirName(h.mac)}.iso`, build: image.esxi?.summary.buildNumber };
+          // The server's own entry (its verify: is this run's default for the hosts it drives).
+          return { entry: app.store.book.lookup(h.mac) ?? h, driver: drivers.get(h.mac)!, isoUrl: `${app.httpBase}/${image.name}/${macDirName(h.mac)}.iso`, build: image.esxi?.summary.buildNumber };
         });
         log.info(`reinstall: ${hosts.length} host(s), ${opts.batch} at a time every ${args.stagger}; sign of life within ${args["sign-of-life"]}, ${opts.retries} ${opts.retries === 1 ? "retry" : "retries"}; timeout ${args.timeout}`);
         const started = new Date();
@@ -115,7 +92,6 @@ export default defineCommand({
           bus: app.bus,
           log,
           ipOf: (mac) => app.views.ipOf(mac),
-          probe: probeEsxi,
           stopped,
           secrets,
         });

@@ -10,9 +10,10 @@ import { checkDirsAs, checkReachAs, describeIdentity, dropTo, handOver, isRoot, 
 import { LiveView } from "../ui/terminal.ts";
 import { ansiStyle, phaseLine, plainStyle, tableLines } from "../ui/table.ts";
 import type { ServeConfig } from "../config.ts";
+import type { Mac } from "../wire/mac.ts";
 
 /** Starts the servers as serve does: the events on stdout with --json, root dropped once every socket is bound. */
-export async function startServing(o: { config: ServeConfig; lab: LabFile | undefined; log: Logger; json: boolean; user: string | undefined; verifyDefault?: Verify }): Promise<AppHandle> {
+export async function startServing(o: { config: ServeConfig; lab: LabFile | undefined; log: Logger; json: boolean; user: string | undefined; verifyDefault?: Verify | ((mac: Mac) => Verify) }): Promise<AppHandle> {
   const bus = new EventBus(o.log);
   if (o.json) bus.subscribe((e) => process.stdout.write(JSON.stringify(e) + "\n"));
   // Who to become, decided before anything is opened: a --user that does not exist stops here.

@@ -2,17 +2,19 @@
  * netboot reinstall: drives each host from its BMC to a verified install, in batches spaced by a stagger.
  * Per host:
  *
+ *   0. what an earlier install left (failed; done in mode install) is forgotten (rearmed)
  *   1. the next boot once: PXE, UEFI HTTP, or the virtual CD after inserting the host's own ISO by URL
  *      (via:), read back; what the BMC did not keep is one line and the drive goes on (the sign-of-life
- *      bound and the retry catch a machine that then boots from its disk)
+ *      bound and the retry catch a machine that then boots from its disk); again before every retry
  *   2. power: on when off, else a cycle
  *   3. a sign of life within the bound: a phase of its install (offered, or a file it fetched), or for
  *      virtual media and ISO URLs the first request for its ISO; else cycled again, up to the retries,
  *      then failed with the reason
  *   4. its install: installed (or done when verify: none), failed, or the run's timeout
- *   5. the media ejected and the override cleared
- *   6. verify: https (the installed ESXi's /sdk names the image's build), firstboot (its %firstboot calls
- *      firstboot_url; the API marks it done), none (the installer's callback was the end)
+ *   5. the media ejected and the override cleared (also when it failed or was stopped)
+ *   6. verify: https (verify.ts's HttpsVerifier asks the installed ESXi's /sdk for the image's build),
+ *      firstboot (its %firstboot calls firstboot_url; the API marks it done), none (the installer's
+ *      callback was the end)
  *
  * Everything it does goes on the bus (power.*, bmc.*, host.verified) and into each host's timeline for the
  * report. Secrets never appear: drivers name where a BMC is, not who logs in; report text is scrubbed of
@@ -27,7 +29,7 @@ import type { HostStore } from "../hosts/store/store.ts";
 import type { Logger } from "../log.ts";
 import type { Mac } from "../wire/mac.ts";
 import { hostName } from "./drivers.ts";
-import type { EsxiAbout } from "./verify.ts";
+import { isArmed } from "../hosts/store/record.ts";
 
 export interface DriveHost {
   entry: HostEntry;
@@ -52,7 +54,6 @@ export interface DriveDeps {
   log: Logger;
   /** Where the host is now (its lab ip, its lease, what the link showed). */
   ipOf(mac: Mac): string | undefined;
-  probe(url: string): Promise<EsxiAbout | { error: string }>;
   /** Stop early (Ctrl-C): every host still going is reported as stopped. */
   stopped: Promise<void>;
   /** Text to take out of anything reported (the BMC passwords). */
@@ -84,11 +85,20 @@ export interface HostOutcome {
 
 class HostFailed extends Error {
   readonly hint: string | undefined;
-  constructor(reason: string, hint?: string) {
+  /** The store has the failure already (the installer's, the verifier's). */
+  readonly recorded: boolean;
+  constructor(reason: string, hint?: string, recorded = false) {
     super(reason);
     this.hint = hint;
+    this.recorded = recorded;
   }
 }
+
+/** The host store could not be written: said as such, not as the BMC's fault. */
+class StoreFailed extends Error {}
+
+/** Ctrl-C. */
+class Stopped extends Error {}
 
 /** Runs every host; resolves when each is done or failed (or the run timed out, or was stopped). */
 export async function reinstall(hosts: readonly DriveHost[], o: DriveOptions, d: DriveDeps): Promise<HostOutcome[]> {
@@ -96,15 +106,18 @@ export async function reinstall(hosts: readonly DriveHost[], o: DriveOptions, d:
   const results: Array<Promise<HostOutcome>> = [];
   let stopped = false;
   void d.stopped.then(() => (stopped = true));
-  for (let i = 0; i < hosts.length; i += Math.max(1, o.batch)) {
-    if (i > 0) await Promise.race([sleep(o.staggerMs), d.stopped]);
-    if (stopped) break;
-    for (const h of hosts.slice(i, i + Math.max(1, o.batch))) results.push(driveOne(h, o, d, deadline));
+  const batch = Math.max(1, o.batch);
+  let next = 0;
+  for (; next < hosts.length; next += batch) {
+    if (next > 0) await Promise.race([sleep(o.staggerMs), d.stopped]);
+    // A batch is not started when the run is over: nothing is powered that nobody would watch.
+    if (stopped || Date.now() >= deadline) break;
+    for (const h of hosts.slice(next, next + batch)) results.push(driveOne(h, o, d, deadline));
   }
   const done = await Promise.all(results);
-  // Hosts never started (stopped during the stagger) are reported too.
   for (const h of hosts.slice(done.length)) {
-    done.push({ mac: h.entry.mac, name: hostName(h.entry), ok: false, phase: d.store.get(h.entry.mac)?.phase, reason: "stopped before it was started", hint: undefined, bmcAnswer: "", bmc: h.driver.name, roundTrips: 0, started: Date.now(), seconds: 0, timeline: [] });
+    const reason = stopped ? "stopped before it was started" : "the run timed out before it was started";
+    done.push({ mac: h.entry.mac, name: hostName(h.entry), ok: false, phase: d.store.get(h.entry.mac)?.phase, reason, hint: undefined, bmcAnswer: "", bmc: h.driver.name, roundTrips: 0, started: Date.now(), seconds: 0, timeline: [] });
   }
   return done;
 }
@@ -126,133 +139,134 @@ async function driveOne(h: DriveHost, o: DriveOptions, d: DriveDeps, deadline: n
     try {
       return await fn();
     } catch (err) {
-      const answer = scrub(driver.lastAnswer || errorMessage(err));
-      emit({ type: "bmc.error", what, answer });
+      emit({ type: "bmc.error", what, answer: scrub(driver.lastAnswer || errorMessage(err)) });
       throw err;
     }
   };
-  // Phase changes and requests for its ISO, as they come.
+  let halted = false;
+  void d.stopped.then(() => (halted = true));
+  const phase = () => d.store.get(mac)?.phase;
+  // Signs of life, as they come: anything the machine asks of this server (DHCP, TFTP, HTTP in its name,
+  // from its own address), a phase of its install, or a request for its ISO (a BMC reads it from elsewhere).
   let lastSign = 0;
-  let lastPhase: Phase | undefined = d.store.get(mac)?.phase;
+  let lastPhase: Phase | undefined;
   const isoPath = new URL(h.isoUrl).pathname;
   const off = d.bus.subscribe((e: NetbootEvent) => {
     if (e.type === "host.phase" && e.mac === mac) {
       lastSign = Date.now();
       if (e.phase !== "failed") lastPhase = e.phase;
       note(`phase ${e.phase}`);
-    } else if (e.type === "http.start" && e.path === isoPath) lastSign = Date.now();
+    } else if (e.type === "host.verified" && e.mac === mac) note(`the installed ESXi answers${e.ip ? ` at ${e.ip}` : ""}: build ${e.build ?? "?"}`);
+    else if ((e.type === "dhcp.request" || e.type === "tftp.start" || e.type === "http.start") && e.mac === mac && !e.elsewhere) lastSign = Date.now();
+    else if (e.type === "http.start" && e.path === isoPath) lastSign = Date.now();
   });
+  let overridden = false;
   try {
     try {
-      // 1. The next boot, once.
-      let target: BootTarget = via === "virtual-media" ? "cd" : via === "iso-url" || via === "http" ? "http" : "pxe";
-      if (via === "virtual-media") {
-        await bmcCall("insert the virtual CD", () => driver.insertMedia!(h.isoUrl));
-        emit({ type: "bmc.media", action: "insert", image: h.isoUrl });
-        note(`virtual CD: ${h.isoUrl}`);
-        target = "cd";
+      // Whatever an earlier install left (failed, or done in mode install) is forgotten: this one is watched from its start.
+      if (!isArmed(d.store.get(mac))) {
+        await d.store.rearm(mac).catch((err) => {
+          throw new StoreFailed(`the host store could not arm it again: ${errorMessage(err)}`);
+        });
       }
-      try {
-        const kept = await bmcCall(`set the next boot to ${target}`, () => driver.setBootOnce(target, { uri: via === "iso-url" ? h.isoUrl : undefined }));
-        const partial = describeKept({ target, uri: via === "iso-url" ? h.isoUrl : undefined }, kept);
-        emit({ type: "bmc.boot", target, kept: kept.raw, partial });
-        note(partial ? `next boot ${target}: the BMC ${partial}; going on (a boot from its disk is caught by the sign-of-life bound)` : `next boot ${target}, once, UEFI: ${kept.raw}`, partial ? "warn" : "info");
-      } catch (err) {
-        emit({ type: "bmc.boot", target, kept: undefined, partial: scrub(errorMessage(err)) });
-        note(`next boot ${target}: the BMC refused (${scrub(errorMessage(err))}); going on with its own boot order`, "warn");
-      }
-
-      // 2-3. Power, then a sign of life, cycled again up to the retries.
+      const target: BootTarget = via === "virtual-media" ? "cd" : via === "iso-url" || via === "http" ? "http" : "pxe";
+      const uri = via === "iso-url" ? h.isoUrl : undefined;
       for (let attempt = 1; ; attempt++) {
+        // 1. The next boot, once: again before every try (a once-only override is spent by the boot that failed).
+        if (via === "virtual-media") {
+          await bmcCall("insert the virtual CD", () => driver.insertMedia!(h.isoUrl));
+          emit({ type: "bmc.media", action: "insert", image: h.isoUrl });
+          if (attempt === 1) note(`virtual CD: ${h.isoUrl}`);
+        }
+        overridden = true;
+        try {
+          const kept = await bmcCall(`set the next boot to ${target}`, () => driver.setBootOnce(target, { uri }));
+          const partial = describeKept({ target, uri }, kept);
+          emit({ type: "bmc.boot", target, kept: kept.raw, partial });
+          note(partial ? `next boot ${target}: the BMC ${partial}; going on (a boot from its disk is caught by the sign-of-life bound)` : `next boot ${target}, once, UEFI: ${kept.raw}`, partial ? "warn" : "info");
+        } catch (err) {
+          emit({ type: "bmc.boot", target, kept: undefined, partial: scrub(errorMessage(err)) });
+          note(`next boot ${target}: the BMC refused (${scrub(errorMessage(err))}); going on with its own boot order`, "warn");
+        }
+        // 2. Power: on when off, else a cycle (Wake-on-LAN can only wake).
         const state = await bmcCall("read the power state", () => driver.powerState());
-        const op = state === "off" ? "on" : driver.kind === "wol" ? "on" : "cycle";
+        const op = state === "off" || driver.kind === "wol" ? "on" : "cycle";
+        const poweredAt = Date.now();
         await bmcCall(`power ${op}`, () => driver.power(op));
         emit({ type: `power.${op}`, attempt });
         note(`power ${op}${attempt > 1 ? ` (retry ${attempt - 1} of ${o.retries})` : ""} via ${driver.name}`);
-        const poweredAt = Date.now();
-        const alive = await until(() => lastSign >= poweredAt || isFinished(d.store, mac), Math.min(o.signOfLifeMs, deadline - Date.now()), d.stopped);
-        if (alive) break;
+        // 3. A sign of life within the bound.
+        if (await until(() => lastSign >= poweredAt || isFinished(phase()), Math.min(o.signOfLifeMs, deadline - Date.now()), d.stopped)) break;
+        if (halted) throw new Stopped();
         if (Date.now() >= deadline) throw new HostFailed("the run timed out before it showed a sign of life");
-        if (await Promise.race([d.stopped.then(() => true), sleep(0).then(() => false)])) throw new HostFailed("stopped");
-        const what = via === "virtual-media" || via === "iso-url" ? "no request for its ISO" : "no DHCP answer of ours and no file fetched";
+        const what = via === "virtual-media" || via === "iso-url" ? "no request for its ISO" : "nothing asked of this server in its name";
         if (attempt > o.retries) {
           throw new HostFailed(`no sign of life within ${Math.round(o.signOfLifeMs / 1000)} s of power ${op} (${what}), ${o.retries} ${o.retries === 1 ? "retry" : "retries"} spent`, hintFor(via, driver.kind));
         }
-        note(`no sign of life within ${Math.round(o.signOfLifeMs / 1000)} s (${what}): power cycle again`, "warn");
+        note(`no sign of life within ${Math.round(o.signOfLifeMs / 1000)} s (${what}): once more`, "warn");
       }
 
-      // 4. The install.
-      const verify = entry.verify;
-      const installedOrEnd = () => {
-        const p = d.store.get(mac)?.phase;
-        return p === "installed" || p === "done" || p === "failed";
-      };
-      if (!(await until(installedOrEnd, deadline - Date.now(), d.stopped))) throw new HostFailed(Date.now() >= deadline ? "the run timed out during its install" : "stopped during its install");
-      if (d.store.get(mac)?.phase === "failed") throw new HostFailed(`the installer said it failed: ${d.store.get(mac)?.failure ?? "?"}`, `netboot hosts log ${mac} shows what it sent`);
-
-      // 5. Media out, override cleared (a BMC that refuses is said, not fatal).
-      if (via === "virtual-media" && driver.ejectMedia) {
-        await bmcCall("eject the virtual CD", () => driver.ejectMedia!()).then(
-          () => (emit({ type: "bmc.media", action: "eject", image: undefined }), note("virtual CD ejected")),
-          (err) => note(`eject: ${scrub(errorMessage(err))}`, "warn"),
-        );
+      // 4. Its install, to the installer's done (installed, or done with verify: none).
+      if (!(await until(() => isFinished(phase()), deadline - Date.now(), d.stopped))) {
+        if (halted) throw new Stopped();
+        throw new HostFailed("the run timed out during its install");
       }
-      await bmcCall("clear the boot override", () => driver.clearBoot()).then(
-        () => note("boot override cleared"),
-        (err) => note(`clearing the boot override: ${scrub(errorMessage(err))}`, "warn"),
-      );
+      if (phase() === "failed" && d.store.get(mac)?.reached.installed === undefined) throw new HostFailed(`the installer said it failed: ${d.store.get(mac)?.failure ?? "?"}`, `netboot hosts log ${mac} shows what it sent`, true);
 
-      // 6. Done means the installed system is up.
-      if (verify === "https") await verifyHttps(h, d, deadline, note);
-      else if (verify === "firstboot") {
-        if (!(await until(() => d.store.get(mac)?.phase === "done" || d.store.get(mac)?.phase === "failed", deadline - Date.now(), d.stopped))) {
-          throw new HostFailed("installed, but its %firstboot never called firstboot_url before the timeout", "ESXi 8 with Secure Boot runs no %firstboot script (execInstalledOnly): use verify: https");
-        }
+      // 5. Media out, override cleared, before the machine's next boot counts on its disk.
+      await restore();
+
+      // 6. Done means the installed system is up (drive/verify.ts asks it; firstboot_url is the API's).
+      if (entry.verify !== "none") note(entry.verify === "https" ? `installed; waiting for the installed ESXi to answer on HTTPS${h.build ? ` at build ${h.build}` : ""}` : "installed; waiting for its %firstboot to call firstboot_url");
+      if (!(await until(() => phase() === "done" || phase() === "failed", deadline - Date.now(), d.stopped))) {
+        if (halted) throw new Stopped();
+        if (entry.verify === "firstboot") throw new HostFailed("installed, but its %firstboot never called firstboot_url before the timeout", "ESXi 8 with Secure Boot runs no %firstboot script (execInstalledOnly): use verify: https");
+        const ip = entry.ip ?? d.ipOf(mac);
+        throw new HostFailed(`installed, but the installed ESXi never answered on HTTPS${ip ? ` at ${ip}` : " (its address is unknown: give it ip: in the lab file)"} before the timeout`, "is its disk first in the boot order (the installer's NVRAM write can fail)? Does its management network come up on that address?");
       }
-      if (d.store.get(mac)?.phase !== "done") throw new HostFailed(`ended in phase ${d.store.get(mac)?.phase ?? "none"}, not done`);
+      if (phase() === "failed") throw new HostFailed(d.store.get(mac)?.failure ?? "failed", "an older install booted (the disk netboot installed to is not first in the boot order?), or the kickstart installed to another disk", true);
       note("done");
       return outcome(true, undefined, undefined);
     } catch (err) {
-      const reason = scrub(err instanceof HostFailed ? err.message : `${driver.name}: ${errorMessage(err)}`);
-      const hint = err instanceof HostFailed ? err.hint : "check the BMC's address and credentials with netboot power HOST status";
+      if (err instanceof Stopped) {
+        // Stopped by hand: said here, not written as a failure other instances would see.
+        note("stopped", "warn");
+        return outcome(false, "stopped", undefined);
+      }
+      const known = err instanceof HostFailed || err instanceof StoreFailed;
+      const reason = scrub(known ? err.message : `${driver.name}: ${errorMessage(err)}`);
+      const hint = err instanceof HostFailed ? err.hint : err instanceof StoreFailed ? "the host store: see the log" : "check the BMC's address and credentials with netboot power HOST status";
       note(`failed: ${reason}`, "warn");
-      // The store says it too (the status page, netboot hosts, host.failed), unless the installer already did.
-      if (d.store.get(mac)?.phase !== "failed" && d.store.get(mac)?.phase !== "done") await d.store.failed(mac, reason).catch(() => {});
+      // The store says it too (the status page, netboot hosts, host.failed), unless it already does.
+      if (!(err instanceof HostFailed && err.recorded) && phase() !== "done") {
+        await d.store.failed(mac, reason).catch((e) => d.log.error(`${name}: the host store could not record the failure: ${errorMessage(e)}`));
+      }
       return outcome(false, reason, hint);
     }
   } finally {
     off();
+    if (overridden) await restore().catch(() => {});
     await driver.close().catch(() => {});
+  }
+
+  /** Ejects the media and clears the override, once; a BMC that refuses is said, not fatal. */
+  async function restore(): Promise<void> {
+    if (!overridden) return;
+    overridden = false;
+    if (via === "virtual-media" && driver.ejectMedia) {
+      await bmcCall("eject the virtual CD", () => driver.ejectMedia!()).then(
+        () => (emit({ type: "bmc.media", action: "eject", image: undefined }), note("virtual CD ejected")),
+        (err) => note(`eject: ${scrub(errorMessage(err))}`, "warn"),
+      );
+    }
+    await bmcCall("clear the boot override", () => driver.clearBoot()).then(
+      () => note("boot override cleared"),
+      (err) => note(`clearing the boot override: ${scrub(errorMessage(err))}`, "warn"),
+    );
   }
 
   function outcome(ok: boolean, reason: string | undefined, hint: string | undefined): HostOutcome {
     return { mac, name, ok, phase: lastPhase, reason, hint, bmcAnswer: scrub(driver.lastAnswer), bmc: driver.name, roundTrips: driver.roundTrips, started, seconds: (Date.now() - started) / 1000, timeline };
-  }
-}
-
-async function verifyHttps(h: DriveHost, d: DriveDeps, deadline: number, note: (what: string, level?: "info" | "warn") => void): Promise<void> {
-  const mac = h.entry.mac;
-  note(`installed; waiting for the installed ESXi to answer on HTTPS${h.build ? ` at build ${h.build}` : ""}`);
-  let last = "";
-  for (;;) {
-    const ip = h.entry.ip ?? d.ipOf(mac);
-    if (ip) {
-      const url = `https://${ip}${LIMITS.drive.httpsPort === 443 ? "" : `:${LIMITS.drive.httpsPort}`}`;
-      const r = await d.probe(url);
-      if ("build" in r) {
-        if (h.build && r.build !== h.build) throw new HostFailed(`the installed ESXi at ${ip} is build ${r.build}, the image is build ${h.build}`, "an older install booted (the disk netboot installed to is not first in the boot order?), or the kickstart installed to another disk");
-        await d.store.done(mac);
-        d.bus.emit({ type: "host.verified", mac, ip, hostname: h.entry.hostname, how: "https", build: r.build });
-        note(`the installed ESXi answers at ${url}: ${r.fullName ?? `build ${r.build}`}`);
-        return;
-      }
-      if (r.error !== last) d.log.debug(`${h.entry.hostname ?? mac}: ${r.error}`);
-      last = r.error;
-    }
-    if (Date.now() + LIMITS.drive.probeEveryMs > deadline) {
-      throw new HostFailed(`installed, but the installed ESXi never answered on HTTPS${ip ? ` at ${ip}` : " (its address is unknown: give it ip: in the lab file)"} before the timeout${last ? ` (${last})` : ""}`, "is its disk first in the boot order (the installer's NVRAM write can fail)? Does its management network come up on that address?");
-    }
-    if (await Promise.race([sleep(LIMITS.drive.probeEveryMs).then(() => false), d.stopped.then(() => true)])) throw new HostFailed("stopped while waiting for the installed ESXi");
   }
 }
 
@@ -263,8 +277,8 @@ function hintFor(via: string, kind: Driver["kind"]): string {
   return "did it boot from its disk (the BMC did not keep the override, or another DHCP server answered)? Watch its console";
 }
 
-function isFinished(store: HostStore, mac: Mac): boolean {
-  const p = store.get(mac)?.phase;
+/** The installer is through: installed (verify: https or firstboot), done, or failed. */
+function isFinished(p: Phase | undefined): boolean {
   return p === "installed" || p === "done" || p === "failed";
 }
 
@@ -275,7 +289,7 @@ async function until(ok: () => boolean, ms: number, stopped: Promise<void>): Pro
   void stopped.then(() => (halt = true));
   while (!ok()) {
     if (halt || Date.now() >= end) return ok();
-    await sleep(Math.min(250, Math.max(1, end - Date.now())));
+    await sleep(Math.min(LIMITS.drive.pollMs, Math.max(1, end - Date.now())));
   }
   return true;
 }

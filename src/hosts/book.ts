@@ -58,7 +58,7 @@ export function wantsKickstarts(book: HostBook): boolean {
  * `verifyDefault`: what "done" means for a host whose lab entry (and defaults) say nothing: serve keeps the
  * installer's callback ("none"); reinstall waits for the installed ESXi ("https").
  */
-export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: NodeJS.ProcessEnv = process.env, opts: { secrets?: boolean; templates?: boolean; verifyDefault?: Verify } = {}): HostBook {
+export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: NodeJS.ProcessEnv = process.env, opts: { secrets?: boolean; templates?: boolean; verifyDefault?: Verify | ((mac: Mac) => Verify) } = {}): HostBook {
   const defaultImage = lab.defaults.image ?? imageNames[0]!;
   const templates = new Map<string, KickstartSource>();
   const template = (ks: KickstartSpec | undefined): KickstartSource | undefined => {
@@ -84,7 +84,7 @@ export function bookFromLab(lab: LabFile, imageNames: readonly string[], env: No
       secrets,
       bmc: h.bmc,
       via: h.via ?? lab.defaults.via ?? (h.bmc ? VIAS_OF[h.bmc.kind][0] : undefined),
-      verify: h.verify ?? lab.defaults.verify ?? opts.verifyDefault ?? "none",
+      verify: h.verify ?? lab.defaults.verify ?? (typeof opts.verifyDefault === "function" ? opts.verifyDefault(h.mac) : opts.verifyDefault) ?? "none",
       at: h.at,
     };
   });
@@ -107,7 +107,7 @@ export function bookFromFlags(opts: { allow: readonly Mac[]; allowAny: boolean; 
  * kickstart wipes disks, so --ks needs the machines listed or --allow-any; with a lab file the kickstarts
  * come from it.
  */
-export function bookFor(config: ServeConfig, lab: LabFile | undefined, imageNames: readonly string[], verifyDefault: Verify = "none"): HostBook {
+export function bookFor(config: ServeConfig, lab: LabFile | undefined, imageNames: readonly string[], verifyDefault: Verify | ((mac: Mac) => Verify) = "none"): HostBook {
   if (lab) {
     if (config.boot.ks) throw new ConfigError("E_KS", "--ks and a lab file: give the kickstart in the lab file (defaults: kickstart:, or per host)");
     return bookFromLab(lab, imageNames, process.env, { verifyDefault });

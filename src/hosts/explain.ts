@@ -101,7 +101,7 @@ export function explain(s: HostState, now: number, ctx: ExplainContext): Hint | 
       return undefined;
     case "installed":
       if (since(s.phaseSince) > WAIT.verify) {
-        return { code: "not-verified", level: "warn", text: "installed 10 min ago, and the installed ESXi has not answered: is its disk first in the boot order (the installer's NVRAM write can fail)? Does it get the address netboot probes?" };
+        return { code: "not-verified", level: "warn", text: `installed ${Math.round(WAIT.verify / 60_000)} min ago, and the installed ESXi has not answered: is its disk first in the boot order (the installer's NVRAM write can fail)? Does it get the address netboot probes?` };
       }
       return undefined;
   }

@@ -225,6 +225,7 @@ export function parseLabFile(text: string, path: string, serveOptions: ReadonlyS
       const insecure = isScalar(insecureNode) && insecureNode.value === true;
       if (insecureNode && !(isScalar(insecureNode) && typeof insecureNode.value === "boolean")) problem(insecureNode, `${key}.insecure`, "true or false");
       if (ca && insecure) problem(get("ca")!.value, `${key}.ca`, "ca: and insecure: true together: the certificate is either checked or not");
+      if (ok && url!.startsWith("http:") && !insecure) problem(get("redfish")!.value, `${key}.redfish`, "http:// sends the password in the clear: use https://, or say insecure: true");
       if (!ok || !user || !password) return undefined;
       return { kind, url: url!, user, password, ca: ca ? rel(ca) : undefined, insecure, system: scalar(get("system")?.value) };
     }

@@ -1,6 +1,6 @@
 /** A host's kickstart variables: its own and the defaults' (lab.yaml vars:), then the built-ins (boot/kickstart.ts). */
 import { networkLine } from "../boot/kickstart.ts";
-import type { ServeConfig } from "../config.ts";
+import { DEFAULTS, type ServeConfig } from "../config.ts";
 import { formatIPv4, parseIPv4, subnetOf } from "../wire/ipv4.ts";
 import type { Mac } from "../wire/mac.ts";
 import type { HostEntry } from "./book.ts";
@@ -15,7 +15,7 @@ export interface SiteFacts {
 
 /** The network as this run hands it out (the link's mask, --router, --dns) and the HTTP base. */
 export function siteFacts(config: ServeConfig, base: string): SiteFacts {
-  return { base, netmask: formatIPv4(subnetOf(parseIPv4(config.ip), config.prefix ?? 24).mask), gateway: config.dhcp.router, dns: config.dhcp.dns };
+  return { base, netmask: formatIPv4(subnetOf(parseIPv4(config.ip), config.prefix ?? DEFAULTS.prefix).mask), gateway: config.dhcp.router, dns: config.dhcp.dns };
 }
 
 export function kickstartVariables(entry: HostEntry | undefined, mac: Mac, image: string, site: SiteFacts, leasedIp: string | undefined, token: string): Record<string, string> {

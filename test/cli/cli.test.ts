@@ -124,7 +124,7 @@ describe("errors: one clear line and a non-zero exit", () => {
   test("an unknown command or option: one line, exit 2, nothing started", async () => {
     // citty ignores options it does not know: `--dchp off` would have started a DHCP server on the link.
     const cases: Array<[string[], string]> = [
-      [["bogus"], 'netboot: unknown command "bogus" (commands: serve, demo, ls, cat, bootcfg, check, hosts, simulate, doctor; netboot --help)'],
+      [["bogus"], 'netboot: unknown command "bogus" (commands: serve, demo, ls, cat, bootcfg, check, hosts, power, reinstall, simulate, doctor; netboot --help)'],
       [["serve", sampleIso, "--ip", "127.0.0.1", "--dchp", "off"], "netboot serve: unknown option --dchp (did you mean --dhcp?); netboot serve --help lists them"],
       [["serve", sampleIso, "--ip", "127.0.0.1", "--secureboot"], "netboot serve: unknown option --secureboot (did you mean --secure-boot?); netboot serve --help lists them"],
       [["serve", sampleIso, "--ip=127.0.0.1", "--no-tftpp"], "netboot serve: unknown option --no-tftpp (did you mean --no-tftp?); netboot serve --help lists them"],

@@ -49,14 +49,14 @@ describe("the /sdk probe", () => {
   });
 });
 
-function labApp(verify: string): Promise<AppHandle> {
+function labApp(verify: string, probe?: (url: string) => ReturnType<typeof probeEsxi>): Promise<AppHandle> {
   const dir = tempDir("verify-lab-");
   writeFileSync(join(dir, "ks.cfg"), "vmaccepteula\n# {{firstboot_url}}\n");
   const path = join(dir, "lab.yaml");
   writeFileSync(path, `images: { esxi: ${sampleIso} }\ndefaults: { kickstart: ${join(dir, "ks.cfg")}, verify: ${verify} }\nhosts:\n  - { mac: "${MAC}", hostname: esx-v, ip: 127.0.0.1 }\n`);
   const lab = parseLabFile(readFileSync(path, "utf8"), path, serveOptionNames);
   const config = validateServeConfig(makeConfig(sampleIso, "127.0.0.1", { name: "esxi", bind: "127.0.0.1", http: { port: 0 }, tftp: { enabled: false, port: 0 }, dhcp: { mode: "off" }, cacheMem: 0, stateDir: tempDir("verify-state-") }));
-  return startApp({ ...config, images: lab.images.map((i) => ({ source: i.source, name: i.name })) }, memoryLogger(), { lab });
+  return startApp({ ...config, images: lab.images.map((i) => ({ source: i.source, name: i.name })) }, memoryLogger(), { lab, probe });
 }
 
 describe("verify: firstboot", () => {
@@ -89,10 +89,10 @@ describe("verify: firstboot", () => {
 
 describe("verify: https with the wrong build", () => {
   test("the host fails naming both builds; the BMC's override was cleared after the install", async () => {
-    const app = await labApp("https");
+    const port = await freePort();
+    const app = await labApp("https", () => probeEsxi(`https://127.0.0.1:${port}`));
     const machine = recordingMachine();
     const mock = startRedfishMock({ user: "admin", password: "pw-verify", machine });
-    const port = await freePort();
     const sdk = startSdk("127.0.0.1", "11111111", tls, port);
     const origReset = machine.reset;
     // The machine: on power on it shows up (offered) and its installer calls done_url (installed).
@@ -110,11 +110,12 @@ describe("verify: https with the wrong build", () => {
       const [r] = await reinstall(
         [{ entry, driver: new RedfishDriver({ url: mock.url, user: "admin", password: "pw-verify" }), isoUrl: `${app.httpBase}/esxi/x.iso`, build }],
         { staggerMs: 0, batch: 1, retries: 0, timeoutMs: 20_000, signOfLifeMs: 5000 },
-        { store: app.store, bus: app.bus, log: memoryLogger(), ipOf: () => "127.0.0.1", probe: () => probeEsxi(`https://127.0.0.1:${port}`), stopped: new Promise(() => {}), secrets: ["pw-verify"] },
+        { store: app.store, bus: app.bus, log: memoryLogger(), ipOf: () => "127.0.0.1", stopped: new Promise(() => {}), secrets: ["pw-verify"] },
       );
       expect(r!.ok).toBe(false);
       expect(r!.reason).toBe(`the installed ESXi at 127.0.0.1 is build 11111111, the image is build ${build}`);
       expect(r!.phase).toBe("installed");
+      expect(r!.hint).toContain("boot order");
       expect(mock.boot.BootSourceOverrideEnabled).toBe("Disabled");
       expect(app.store.get(MAC as never)?.phase).toBe("failed");
       expect(JSON.stringify(r)).not.toContain("pw-verify");

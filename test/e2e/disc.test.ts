@@ -15,23 +15,18 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fnv1a } from "../../src/files/tree.ts";
 import { makeEsxiIso, testModules } from "../helpers/esxi-iso.ts";
-import { createLan, type Lan } from "../helpers/lan.ts";
+import { createLan } from "../helpers/lan.ts";
 import { requireRoot } from "../helpers/netns.ts";
 import { serve, type Served } from "../helpers/serve.ts";
 import { requireTool, run, tempDir } from "../helpers/tools.ts";
 import { buildGuests, parseModules } from "./guest.ts";
-import { CLIENT_MAC, bootFirmware, type Qemu } from "./qemu.ts";
+import { CLIENT_MAC, bootFirmware, type Qemu, afterEachTest } from "./qemu.ts";
 
 for (const t of ["qemu-system-x86_64", "ip", "gcc", "xorriso", "mkfs.vfat", "mcopy"]) requireTool(t);
 requireRoot();
 
 const guests = buildGuests();
-const running: Array<{ stop(): Promise<unknown> }> = [];
-const lans: Lan[] = [];
-afterEach(async () => {
-  for (const r of running.splice(0).reverse()) await r.stop();
-  for (const l of lans.splice(0)) l.destroy();
-});
+const { running, lans } = afterEachTest(afterEach);
 
 const dir = tempDir("disc-e2e-");
 writeFileSync(join(dir, "ks.cfg"), "vmaccepteula\ninstall --firstdisk --overwritevmfs\n");

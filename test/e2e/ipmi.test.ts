@@ -15,7 +15,7 @@ import { startIpmiSim, type RunningBmc } from "../helpers/ipmi-sim.ts";
 import { createLan, type Lan } from "../helpers/lan.ts";
 import { requireRoot } from "../helpers/netns.ts";
 import { serve, type Served } from "../helpers/serve.ts";
-import { requireTool, run, tempDir } from "../helpers/tools.ts";
+import { requireTool, run, tempDir, killRecorded } from "../helpers/tools.ts";
 import { buildGuests, parseModules } from "./guest.ts";
 import { CLIENT_MAC, firmwareArgs, serialOf } from "./qemu.ts";
 
@@ -51,11 +51,7 @@ describe("IPMI: ipmi_sim starts and ends a QEMU machine, which PXE-boots from ne
   afterAll(async () => {
     await srv?.stop();
     await bmc?.stop();
-    if (existsSync(join(dir, "pids"))) for (const p of readFileSync(join(dir, "pids"), "utf8").split("\n").filter(Boolean)) {
-      try {
-        process.kill(Number(p), "SIGKILL");
-      } catch {}
-    }
+    killRecorded(join(dir, "pids"));
     lan?.destroy();
   });
 

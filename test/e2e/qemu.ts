@@ -106,3 +106,14 @@ export function firmwareArgs(mode: FirmwareMode, tap: string, dir: string, opts:
   }
   return args;
 }
+
+/** What an e2e test started (servers, QEMU) and the LANs it made, stopped and removed after each test, last first. */
+export function afterEachTest(afterEach: (fn: () => Promise<void>) => void): { running: Array<{ stop(): Promise<unknown> }>; lans: Array<{ destroy(): void }> } {
+  const running: Array<{ stop(): Promise<unknown> }> = [];
+  const lans: Array<{ destroy(): void }> = [];
+  afterEach(async () => {
+    for (const r of running.splice(0).reverse()) await r.stop();
+    for (const l of lans.splice(0)) l.destroy();
+  });
+  return { running, lans };
+}

@@ -22,7 +22,7 @@ import { makeEsxiIso, testModules } from "../helpers/esxi-iso.ts";
 import { startIpmiSim, type RunningBmc } from "../helpers/ipmi-sim.ts";
 import { createLan, type Lan } from "../helpers/lan.ts";
 import { requireRoot } from "../helpers/netns.ts";
-import { requireTool, run, tempDir } from "../helpers/tools.ts";
+import { requireTool, run, tempDir, killRecorded } from "../helpers/tools.ts";
 import { buildGuests, parseModules } from "./guest.ts";
 import { CLIENT_MAC, firmwareArgs, serialOf } from "./qemu.ts";
 
@@ -116,11 +116,7 @@ hosts:
   afterAll(async () => {
     for (const b of bmcs) await b.stop();
     redfish?.kill();
-    if (existsSync(join(dir, "pids"))) for (const p of readFileSync(join(dir, "pids"), "utf8").split("\n").filter(Boolean)) {
-      try {
-        process.kill(Number(p), "SIGKILL");
-      } catch {}
-    }
+    killRecorded(join(dir, "pids"));
     lan?.destroy();
   });
 

@@ -23,18 +23,13 @@ import { requireRoot } from "../helpers/netns.ts";
 import { serve, type Served } from "../helpers/serve.ts";
 import { requireTool, run, tempDir } from "../helpers/tools.ts";
 import { buildGuests, parseModules, syslinuxFiles } from "./guest.ts";
-import { CLIENT_MAC, bootFirmware, type FirmwareMode, type Qemu } from "./qemu.ts";
+import { CLIENT_MAC, bootFirmware, type FirmwareMode, type Qemu, afterEachTest } from "./qemu.ts";
 
 for (const t of ["qemu-system-x86_64", "ip", "gcc", "ld", "objcopy", "sbsign", "sbverify", "openssl", "xorriso"]) requireTool(t);
 requireRoot();
 
 const guests = buildGuests();
-const running: Array<{ stop(): Promise<unknown> }> = [];
-const lans: Lan[] = [];
-afterEach(async () => {
-  for (const r of running.splice(0).reverse()) await r.stop();
-  for (const l of lans.splice(0)) l.destroy();
-});
+const { running, lans } = afterEachTest(afterEach);
 
 const ks = join(tempDir(), "ks.cfg");
 writeFileSync(ks, "vmaccepteula\ninstall --firstdisk --overwritevmfs\n");

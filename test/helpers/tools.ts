@@ -1,7 +1,7 @@
 /** Test helpers: temp dirs cleaned up at exit, running the real tools the tests compare against. */
 import { spawnSync, type SpawnSyncOptions } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, lstatSync, readlinkSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, lstatSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -70,4 +70,20 @@ export function xorrisoListing(iso: string): Map<string, TreeEntry> {
   const out = join(tempDir("xorriso-extract-"), "x");
   run("xorriso", ["-osirrox", "on", "-indev", iso, "-extract", "/", out], { stdio: ["ignore", "ignore", "pipe"] });
   return diskListing(out);
+}
+
+/**
+ * Ends, by PID, the processes a test's own scripts recorded in `file` (one PID a line: machines started by
+ * a BMC's startcmd, installed systems the harness plays), and empties the file.
+ */
+export function killRecorded(file: string): void {
+  if (!existsSync(file)) return;
+  for (const p of readFileSync(file, "utf8").split("\n").filter(Boolean)) {
+    try {
+      process.kill(Number(p), "SIGKILL");
+    } catch {
+      // gone already
+    }
+  }
+  writeFileSync(file, "");
 }

@@ -100,6 +100,9 @@ export class IpmiSession {
   #seq = 1;
   #rqSeq = 1;
   #closed = false;
+  /** The BMC's sequence numbers seen (§6.12.13): a repeated or too old one is a replay, dropped. */
+  #peerHigh = 0;
+  readonly #peerSeen = new Set<number>();
   private readonly transport: Transport;
   readonly name: string;
   readonly suite: number;
@@ -170,10 +173,20 @@ export class IpmiSession {
       (p) => {
         const pkt = parsePacket(p, this.keys);
         if (!pkt || "v15" in pkt || pkt.payloadType !== PAYLOAD.ipmi || pkt.sessionId !== this.consoleSid) return undefined;
+        if (!this.#freshPeerSeq(pkt.seq)) return undefined;
         const r = parseIpmiResponse(pkt.payload);
         return r && r.rqSeq === rqSeq && r.cmd === cmd && r.netFn === (netFn | 1) ? r : undefined;
       },
     );
+  }
+
+  /** A sequence number within the window of the highest seen (16 back) and not seen before (§6.12.13). */
+  #freshPeerSeq(seq: number): boolean {
+    if (seq === 0 || this.#peerSeen.has(seq) || (this.#peerHigh > 16 && seq < this.#peerHigh - 16)) return false;
+    this.#peerSeen.add(seq);
+    if (seq > this.#peerHigh) this.#peerHigh = seq;
+    if (this.#peerSeen.size > 32) for (const s of this.#peerSeen) if (s < this.#peerHigh - 16) this.#peerSeen.delete(s);
+    return true;
   }
 
   /** Datagrams sent to the BMC in this session, its opening included. */
@@ -280,8 +293,8 @@ async function openWith(t: Transport, suite: (typeof CIPHER_SUITES)[number], tar
   // §13.18: the BMC answers with the algorithms it chose. Some choose their own whatever was asked
   // (pyghmi's BMC always answers suite 3): go on with theirs if it is one netboot would have proposed.
   const chosen = Object.values(CIPHER_SUITES).find((s) => s.auth === open.auth && s.integrity === open.integrity && s.crypt === open.crypt);
-  if (!chosen || (chosen.id !== suite.id && !(PREFERRED_SUITES as readonly number[]).includes(chosen.id))) {
-    return { refused: `Open Session: the BMC chose algorithms ${open.auth}/${open.integrity}/${open.crypt} (authentication/integrity/confidentiality), not suite ${suite.id}'s`, retry: true };
+  if (!chosen || (chosen.id !== suite.id && (target.cipherSuite !== undefined || !(PREFERRED_SUITES as readonly number[]).includes(chosen.id)))) {
+    return { refused: `Open Session: the BMC chose algorithms ${open.auth}/${open.integrity}/${open.crypt} (authentication/integrity/confidentiality), not suite ${suite.id}'s${target.cipherSuite !== undefined ? " (the lab file pins cipher:)" : ""}`, retry: target.cipherSuite === undefined };
   }
   suite = chosen;
   let rakp;
