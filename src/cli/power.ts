@@ -37,6 +37,7 @@ export default defineCommand({
       let link: Link | undefined;
       if (host.bmc?.kind === "wol") link = iface ? interfaceAddress(iface) : undefined;
       const driver = driverFor(host, link);
+      if (host.bmc?.kind === "redfish" && host.bmc.insecure) process.stderr.write(`${hostName(host)}: bmc insecure: true: the BMC's certificate is not checked (anyone on the path can pose as it and read its password)\n`);
       // What a BMC answers is printed; take out the password in case one echoes it.
       const secret = host.bmc && host.bmc.kind !== "wol" ? readSecret(host.bmc.password, `${host.at}: bmc.password`) : undefined;
       const scrub = (t: string) => (secret ? t.split(secret).join("********") : t);

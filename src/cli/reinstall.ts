@@ -57,7 +57,8 @@ export default defineCommand({
       };
       // Who is driven, each driver made and its password read now (as root, before the drop): one line per host that cannot be.
       const book = bookFromLab(lab, lab.images.map((i) => i.name), process.env, { templates: false });
-      const { hosts: targets, drivers, secrets, problems } = selectTargets(book, (args._ as string[] | undefined) ?? [], lab.path, { address: config.ip, prefix: config.prefix ?? DEFAULTS.prefix });
+      const named = (args._ as string[] | undefined) ?? [];
+      const { hosts: targets, drivers, secrets, problems } = selectTargets(book, named, lab.path, { address: config.ip, prefix: config.prefix ?? DEFAULTS.prefix });
       if (problems.length) throw new ConfigError("E_REINSTALL", problems.join("\n"));
       const driven = new Set(targets.map((h) => h.mac));
       for (const h of targets) if (h.bmc?.kind === "redfish" && h.bmc.insecure) log.warn(`${hostName(h)}: bmc insecure: true: the BMC's certificate is not checked (anyone on the path can pose as it and read its password)`);
@@ -77,10 +78,15 @@ export default defineCommand({
       let code = 1;
       const view = json ? undefined : progressView(app, log, args.live !== false);
       try {
-        // Armed: its next network boot installs. One that is not (done in once mode, failed) is refused: nothing is powered.
-        const unarmed = targets.filter((h) => !app.policy.isArmed(h.mac) && app.store.get(h.mac)?.phase !== "failed").map((h) => `${hostName(h)}: not armed: ${app.policy.armed(h.mac).why}`);
-        if (unarmed.length) throw new ConfigError("E_REINSTALL", unarmed.join("\n"));
-        const hosts: DriveHost[] = targets.map((h) => {
+        // Armed: its next network boot installs. A host named on the command line that is not (done in mode
+        // once) is refused, nothing powered; without names, only the armed hosts are taken, the rest said.
+        const unarmed = targets.filter((h) => !app.policy.isArmed(h.mac));
+        const why = (h: (typeof targets)[number]) => `${hostName(h)}: not armed: ${app.policy.armed(h.mac).why}`;
+        if (named.length && unarmed.length) throw new ConfigError("E_REINSTALL", unarmed.map(why).join("\n"));
+        for (const h of unarmed) log.info(`${why(h)}; left alone`);
+        const armed = targets.filter((h) => !unarmed.includes(h));
+        if (armed.length === 0) throw new ConfigError("E_REINSTALL", `${lab.path}: no armed host with a bmc: (netboot hosts rearm HOST arms one again)`);
+        const hosts: DriveHost[] = armed.map((h) => {
           const image = app.images.find((i) => i.name === h.image) ?? app.images[0]!;
           // The server's own entry (its verify: is this run's default for the hosts it drives).
           return { entry: app.store.book.lookup(h.mac) ?? h, driver: drivers.get(h.mac)!, isoUrl: `${app.httpBase}/${image.name}/${macDirName(h.mac)}.iso`, build: image.esxi?.summary.buildNumber };

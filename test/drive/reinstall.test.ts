@@ -213,6 +213,14 @@ hosts:
       expect.stringMatching(/^\[error\] esx-ipmi: not armed: installed \(done [^)]*\); netboot hosts rearm 52:54:00:00:19:01 to install again$/),
       expect.stringMatching(/^esx-redfish: not armed: installed \(done [^)]*\); netboot hosts rearm 52:54:00:00:19:02 to install again$/),
     ]);
+    // Without names: only armed hosts are taken; here the two are done, so there is none.
+    const twoLab = join(dir, "lab-two.yaml");
+    writeFileSync(twoLab, readFileSync(lab, "utf8").split("\n").filter((l) => !l.includes(C.mac)).join("\n"));
+    const two = Bun.spawn(["ip", "netns", "exec", lan.nodes.srv!.ns, bun, join(repo, "src/main.ts"), "reinstall", "--config", twoLab, "--state-dir", state], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1", IPMI_PW, RF_PW, TEST_ROOTPW: ROOTPW } });
+    const [twoOut, twoErr] = await Promise.all([new Response(two.stdout).text(), new Response(two.stderr).text()]);
+    expect(await two.exited).toBe(2);
+    expect(twoOut + twoErr).toMatch(/esx-ipmi: not armed: installed \(done [^)]*\); netboot hosts rearm 52:54:00:00:19:01 to install again; left alone/);
+    expect(twoErr).toContain("lab-two.yaml: no armed host with a bmc: (netboot hosts rearm HOST arms one again)");
     const extra = join(dir, "lab-extra.yaml");
     writeFileSync(extra, readFileSync(lab, "utf8") + `  - { mac: "52:54:00:00:19:04", hostname: esx-nobmc }\n`);
     const p = Bun.spawn(["ip", "netns", "exec", lan.nodes.srv!.ns, bun, join(repo, "src/main.ts"), "reinstall", "--config", extra, "--state-dir", state, "esx-nobmc", "nosuch"], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1", TEST_ROOTPW: ROOTPW } });
