@@ -119,7 +119,18 @@ export async function benchStorm(): Promise<void> {
           if (r.code !== 0) throw new Error(`storm client: ${r.err}`);
           const seconds = (performance.now() - start) / 1000;
           const hwm = Number(readFileSync(`/proc/${nb.proc.pid}/status`, "utf8").match(/VmHWM:\s+(\d+)/)![1]) / 1024;
-          const results = JSON.parse(readFileSync(out, "utf8")) as Array<Record<string, unknown>>;
+          const parsed = JSON.parse(readFileSync(out, "utf8")) as { clients: Array<Record<string, unknown>>; probes: Array<{ what: string; ms: number; error?: string }>; lagMs: number[] };
+          const results = parsed.clients;
+          const probe = (what: string) => {
+            const all = parsed.probes.filter((p) => p.what === what);
+            const ok = all.filter((p) => p.ms >= 0).map((p) => p.ms);
+            if (ok.length === 0) return `- (${all.length} failed)`;
+            return `${pct(ok, 50).toFixed(1)} / ${pct(ok, 99).toFixed(1)} ms (${ok.length}${ok.length < all.length ? `, ${all.length - ok.length} failed` : ""})`;
+          };
+          const clientPct = (k: string) => {
+            const v = results.filter((x) => typeof x[k] === "number").map((x) => Number(x[k]));
+            return v.length ? `${pct(v, 50).toFixed(1)} / ${pct(v, 99).toFixed(1)} ms` : "-";
+          };
           const ok = results.filter((x) => x.ok);
           const failed = results.filter((x) => !x.ok);
           const bytes = ok.reduce((n, x) => n + Number(x.httpBytes) + Number(x.tftpBytes), 0);
@@ -137,6 +148,12 @@ export async function benchStorm(): Promise<void> {
             `${pct(ttfb, 50)} / ${pct(ttfb, 99)} ms`,
             `${(pct(at, 50) / 1000).toFixed(2)} / ${(pct(at, 99) / 1000).toFixed(2)} s`,
             `${pct(done, 50).toFixed(1)} / ${pct(done, 99).toFixed(1)} s`,
+            `${clientPct("offerMs")}; ${clientPct("ackMs")}`,
+            clientPct("tftpFirstDataMs"),
+            `${probe("dhcp-offer")}; ${probe("dhcp-ack")}`,
+            probe("tftp-first-data"),
+            `${probe("boot.cfg-ttfb")}; ${probe("boot.ipxe-ttfb")}`,
+            parsed.lagMs.length ? `${pct(parsed.lagMs, 50).toFixed(1)} / ${pct(parsed.lagMs, 99).toFixed(1)} / ${Math.max(...parsed.lagMs).toFixed(0)} ms` : "-",
           ];
         } finally {
           await nb.stop();
@@ -146,7 +163,7 @@ export async function benchStorm(): Promise<void> {
       await origin?.stop();
       pg?.stop();
     }
-    const figures = ["total time, first DISCOVER to the last module's last byte", "ideal: bytes ÷ nginx single stream (same veth, same run)", "ratio to ideal", "failures", "netboot peak RSS (VmHWM)", "boot.cfg time to first byte, p50 / p99 (per request)", "boot.cfg first byte since the storm began, p50 / p99", "all clients done, p50 / p99"];
+    const figures = ["total time, first DISCOVER to the last module's last byte", "ideal: bytes ÷ nginx single stream (same veth, same run)", "ratio to ideal", "failures", "netboot peak RSS (VmHWM)", "boot.cfg time to first byte, p50 / p99 (per request)", "boot.cfg first byte since the storm began, p50 / p99", "all clients done, p50 / p99", "clients' own DHCP: OFFER p50 / p99; ACK p50 / p99", "clients' own TFTP first DATA (iPXE), p50 / p99", "probe during the storm, every 100 ms: DHCP OFFER; ACK (p50 / p99, count)", "probe: TFTP first DATA of the boot file", "probe: boot.cfg first byte; boot.ipxe first byte", "the clients' own event loop: a 10 ms timer late by, p50 / p99 / max"];
     const names = Object.keys(columns);
     lines.push(header, "", `| figure | ${names.join(" | ")} |`, `|---|${names.map(() => "---|").join("")}`, ...figures.map((f, i) => `| ${f} | ${names.map((n) => columns[n]![i]).join(" | ")} |`));
   } finally {

@@ -37,6 +37,9 @@ export interface TftpReadResult {
   bytes: Uint8Array;
   /** What the server granted (absent: it sent DATA 1 without an OACK). */
   oack: Map<string, string> | undefined;
+  /** Milliseconds from the read request to the server's first answer (OACK or DATA 1), and to DATA 1. */
+  firstAnswerMs: number;
+  firstDataMs: number;
 }
 
 /** The size the server reports for `name` (tsize in its OACK). */
@@ -58,7 +61,10 @@ export async function tftpSize(name: string, opts: TftpClientOptions): Promise<n
 export async function tftpRead(name: string, opts: TftpClientOptions): Promise<TftpReadResult> {
   const options = new Map([["tsize", "0"], ["blksize", String(opts.blksize ?? 1468)], ["windowsize", String(opts.windowsize ?? 4)]]);
   return withSocket(opts, async (io) => {
+    const t0 = performance.now();
     const first = await io.request(name, options);
+    const firstAnswerMs = performance.now() - t0;
+    let firstDataMs = first.pkt.op === Opcode.DATA ? firstAnswerMs : -1;
     const peer = first.from;
     let blksize = 512;
     let windowsize = 1;
@@ -86,6 +92,7 @@ export async function tftpRead(name: string, opts: TftpClientOptions): Promise<T
         inWindow = 0;
         continue;
       }
+      if (firstDataMs < 0) firstDataMs = performance.now() - t0;
       chunks.push(pkt.data);
       total += pkt.data.length;
       expected++;
@@ -105,7 +112,7 @@ export async function tftpRead(name: string, opts: TftpClientOptions): Promise<T
     }
     const tsize = oack?.get("tsize");
     if (tsize !== undefined && Number(tsize) !== total) throw new TftpClientError(`${name}: the OACK said tsize ${tsize}, the transfer had ${total} bytes`, undefined);
-    return { bytes, oack };
+    return { bytes, oack, firstAnswerMs, firstDataMs };
   });
 }
 
