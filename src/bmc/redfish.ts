@@ -12,6 +12,7 @@
 import { readFileSync } from "node:fs";
 import { LIMITS } from "../config.ts";
 import { BmcError, ConfigError } from "../errors.ts";
+import { describeNetError, tlsFetchOptions, type TlsSettings } from "../net/fetch.ts";
 import type { BootSetting, BootTarget, Driver, PowerOp, PowerState } from "./driver.ts";
 
 export interface RedfishTarget {
@@ -38,12 +39,12 @@ export class RedfishDriver implements Driver {
   roundTrips = 0;
   lastAnswer = "";
   readonly #base: string;
-  readonly #tls: { ca?: string; rejectUnauthorized: boolean };
+  readonly #tls: TlsSettings;
   #token: string | undefined;
   #sessionUri: string | undefined;
   #basic = false;
   #system: string | undefined;
-  #dispatcher: unknown;
+  #fetchTls: ReturnType<typeof tlsFetchOptions> | undefined;
 
   private readonly target: RedfishTarget;
   constructor(target: RedfishTarget) {
@@ -132,15 +133,10 @@ export class RedfishDriver implements Driver {
     return {};
   }
 
-  /** Bun's fetch takes `tls`; Node's takes an undici dispatcher. */
-  async #tlsOption(): Promise<Record<string, unknown>> {
-    if (!this.#base.startsWith("https:")) return {};
-    if (typeof Bun !== "undefined") return { tls: this.#tls };
-    if (!this.#dispatcher) {
-      const { Agent } = await import("../net/undici.ts");
-      this.#dispatcher = new Agent({ connect: this.#tls });
-    }
-    return { dispatcher: this.#dispatcher };
+  /** The fetch options for this BMC's TLS (made once; net/fetch.ts). */
+  #tlsOption(): Promise<Record<string, unknown>> {
+    this.#fetchTls ??= tlsFetchOptions(this.#base, this.#tls);
+    return this.#fetchTls.then((t) => t.options);
   }
 
   /** Logs in (once) and finds the system (once). */
@@ -270,8 +266,9 @@ export class RedfishDriver implements Driver {
       this.#sessionUri = undefined;
     }
     this.#system = undefined;
-    const d = this.#dispatcher as { close?: () => Promise<void> } | undefined;
-    await d?.close?.();
+    const t = this.#fetchTls;
+    this.#fetchTls = undefined;
+    await (await t)?.close();
   }
 }
 
@@ -284,11 +281,7 @@ function extendedInfo(json: Json): string | undefined {
 }
 
 function describe(err: unknown): string {
-  const e = err as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
-  if (e?.name === "TimeoutError") return `no answer within ${LIMITS.bmc.redfishTimeoutMs / 1000} s`;
-  const code = e?.cause?.code ?? e?.code;
-  const msg = e?.cause?.message ?? e?.message ?? String(err);
-  return code && !msg.includes(code) ? `${code} ${msg}` : msg;
+  return (err as { name?: string })?.name === "TimeoutError" ? `no answer within ${LIMITS.bmc.redfishTimeoutMs / 1000} s` : describeNetError(err);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

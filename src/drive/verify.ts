@@ -7,6 +7,7 @@
  */
 import { LIMITS } from "../config.ts";
 import { errorMessage } from "../errors.ts";
+import { describeNetError, tlsFetchOptions } from "../net/fetch.ts";
 import type { EventBus } from "../events.ts";
 import type { HostStore } from "../hosts/store/store.ts";
 import type { Logger } from "../log.ts";
@@ -25,23 +26,14 @@ export interface EsxiAbout {
 /** The build the service at `url` ("https://10.77.0.11" or with a port) says it is, or why there is none yet. */
 export async function probeEsxi(url: string): Promise<EsxiAbout | { error: string }> {
   const target = `${url.replace(/\/$/, "")}/sdk`;
-  let dispatcher: { close(): Promise<void> } | undefined;
+  const tls = await tlsFetchOptions(target, { rejectUnauthorized: false });
   try {
-    const extra: Record<string, unknown> = {};
-    if (target.startsWith("https:")) {
-      if (typeof Bun !== "undefined") extra.tls = { rejectUnauthorized: false };
-      else {
-        const { Agent } = await import("../net/undici.ts");
-        dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
-        extra.dispatcher = dispatcher;
-      }
-    }
     const res = await fetch(target, {
       method: "POST",
       headers: { "content-type": "text/xml; charset=utf-8", soapaction: "urn:vim25/8.0" },
       body: ENVELOPE,
       signal: AbortSignal.timeout(LIMITS.drive.probeTimeoutMs),
-      ...extra,
+      ...tls.options,
     } as RequestInit);
     const text = await res.text();
     const about = /<about\b[^>]*>([\s\S]*?)<\/about>/.exec(text)?.[1];
@@ -49,10 +41,9 @@ export async function probeEsxi(url: string): Promise<EsxiAbout | { error: strin
     if (!res.ok || !build) return { error: `${target}: ${res.status}${build ? "" : ", no about.build in the answer"}` };
     return { build: build.trim(), fullName: /<fullName>([^<]*)<\/fullName>/.exec(about!)?.[1] };
   } catch (err) {
-    const e = err as { name?: string; code?: string; message?: string; cause?: { code?: string } };
-    return { error: `${target}: ${e.name === "TimeoutError" ? "no answer" : (e.cause?.code ?? e.code ?? e.message ?? String(err))}` };
+    return { error: `${target}: ${(err as { name?: string }).name === "TimeoutError" ? "no answer" : describeNetError(err)}` };
   } finally {
-    await dispatcher?.close();
+    await tls.close();
   }
 }
 

@@ -164,13 +164,8 @@ function resolveVars(specs: Record<string, VarSpec>, who: string, env: NodeJS.Pr
     else if (!read) {
       vars[name] = "";
       secrets.add(name);
-    } else if ("env" in spec) {
-      const v = env[spec.env];
-      if (v === undefined) throw new ConfigError("E_LAB_VAR", `${who}: vars.${name}: the environment variable ${spec.env} is not set`);
-      vars[name] = v;
-      secrets.add(name);
     } else {
-      vars[name] = readText(spec.file, `vars.${name}`).replace(/\r?\n$/, "");
+      vars[name] = readSecret(spec, `${who}: vars.${name}`, env);
       secrets.add(name);
     }
   }

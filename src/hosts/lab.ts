@@ -29,13 +29,15 @@ import { tryParseMac, type Mac } from "../wire/mac.ts";
 export type HostMode = "once" | "install" | "local";
 export const HOST_MODES: readonly HostMode[] = ["once", "install", "local"];
 
-/** A variable's value: given, or read at start from the environment or a file (a secret: never shown). */
-export type VarSpec = { value: string } | { env: string } | { file: string };
+
 
 export type KickstartSpec = { kind: "default" } | { kind: "file"; path: string };
 
 /** A secret read when it is used, never from the lab file's own text: the environment or a file. */
 export type SecretSpec = { env: string } | { file: string };
+
+/** A variable's value: given, or a secret read at start (never shown). */
+export type VarSpec = { value: string } | SecretSpec;
 
 /** How netboot reaches a machine's BMC (bmc:). */
 export type BmcSpec =
@@ -143,11 +145,9 @@ export function parseLabFile(text: string, path: string, serveOptions: ReadonlyS
       const v = p.value;
       const s = scalar(v);
       if (s !== undefined) out[k] = { value: s };
-      else if (isMap(v) && v.items.length === 1 && ["env", "file"].includes(keyOf(v.items[0] as Pair<Node, Node>))) {
-        const kind = keyOf(v.items[0] as Pair<Node, Node>);
-        const arg = scalar((v.items[0] as Pair<Node, Node>).value);
-        if (!arg) problem(v, `${prefix}.${k}.${kind}`, `needs a ${kind === "env" ? "variable name" : "path"}`);
-        else out[k] = kind === "env" ? { env: arg } : { file: rel(arg) };
+      else if (isSecretNode(v)) {
+        const secret = secretOf(v, `${prefix}.${k}`);
+        if (secret) out[k] = secret;
       } else problem(v ?? p.key, `${prefix}.${k}`, "a value is text, a number, { env: NAME } or { file: PATH }");
     }
     return out;
@@ -176,8 +176,10 @@ export function parseLabFile(text: string, path: string, serveOptions: ReadonlyS
     }
     return s as T;
   };
+  /** `{ env: NAME }` or `{ file: PATH }`: a secret read when it is used (vars:, bmc.password). */
+  const isSecretNode = (node: Node | null | undefined): node is YAMLMap => isMap(node) && node.items.length === 1 && ["env", "file"].includes(keyOf(node.items[0] as Pair<Node, Node>));
   const secretOf = (node: Node | null | undefined, key: string): SecretSpec | undefined => {
-    if (isMap(node) && node.items.length === 1 && ["env", "file"].includes(keyOf(node.items[0] as Pair<Node, Node>))) {
+    if (isSecretNode(node)) {
       const kind = keyOf(node.items[0] as Pair<Node, Node>);
       const arg = scalar((node.items[0] as Pair<Node, Node>).value);
       if (!arg) problem(node, `${key}.${kind}`, `needs a ${kind === "env" ? "variable name" : "path"}`);

@@ -55,9 +55,4 @@ export function fetchTransport(timeoutMs: number): Transport {
   };
 }
 
-export function describeNetError(err: unknown): string {
-  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
-  const code = e?.cause?.code ?? e?.code;
-  const msg = e?.cause?.message ?? e?.message ?? String(err);
-  return code && !msg.includes(code) ? `${code} ${msg}` : msg;
-}
+export { describeNetError } from "../../net/fetch.ts";
