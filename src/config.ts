@@ -110,9 +110,13 @@ export const LIMITS = {
     progressMs: 1000,
     /**
      * Retransmission: back-off doubles to 8 s (atftp 0.8 with windowsize re-acknowledges only after 5 s of
-     * silence); ten timeouts in a row end a transfer, four when the client never answered at all.
+     * silence); ten timeouts in a row end a transfer, three when the client never answered at all. The
+     * first wait for ACK 0 after an OACK is two of the client's own timers and a margin: oackMs (atftp's
+     * timer is 5 s), or twice its negotiated timeout plus oackSlackMs. A client whose ACK 0 was lost sends
+     * it again itself (twice, before a second OACK goes out); one that never got the OACK sends its RRQ
+     * again. atftp aborts on a second OACK (tftp_file.c, "unexpected OACK").
      */
-    timing: { initialMs: 500, minMs: 10, maxMs: 8000, retries: 10, firstRetries: 4 },
+    timing: { initialMs: 500, minMs: 10, maxMs: 8000, retries: 10, firstRetries: 3, oackMs: 11000, oackSlackMs: 1000 },
   },
   dhcp: {
     /** Answers per MAC: a burst, then so many a second; the buckets are bounded. */

@@ -1,5 +1,6 @@
 /** Messages between the TFTP engine (main thread) and its worker thread. */
 import type { TransferEvent } from "./engine.ts";
+import type { TftpTiming } from "./rto.ts";
 
 export interface WorkerStart {
   type: "start";
@@ -17,7 +18,7 @@ export interface WorkerStart {
   oack: ArrayBuffer | undefined;
   /** The OACK carries tsize: an error 8 answer is a size query, not a refusal. */
   sizeQuery: boolean;
-  timing: { initialMs: number; minMs: number; maxMs: number; retries: number; firstRetries: number };
+  timing: TftpTiming;
   mac: string | undefined;
 }
 

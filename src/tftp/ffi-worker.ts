@@ -159,7 +159,7 @@ class WT {
     this.id = m.id;
     this.#m = m;
     this.#state = new TransferState({ size: m.size, blksize: m.blksize, windowsize: m.windowsize, oack: m.oack !== undefined });
-    this.rto = new Rto(m.timing, m.timeout);
+    this.rto = new Rto(m.timing, m.timeout, m.oack !== undefined);
 
     // Where block bytes live: the mapped image, or the handed-over buffer (an ArrayBuffer never moves).
     if (m.source.kind === "file") {
@@ -275,9 +275,11 @@ class WT {
     if (this.ended) return;
     if (step === Step.Done) return this.#end("sent", undefined);
     if (step === Step.Ignore) return;
-    if (step === Step.Oack) libc.send(this.fd, this.#base + this.#oackAt, this.#oackLen, C.MSG_DONTWAIT);
+    // An OACK the kernel did not take (a full buffer) never reached the client: resend it on the short timer.
+    let delivered = true;
+    if (step === Step.Oack) delivered = Number(libc.send(this.fd, this.#base + this.#oackAt, this.#oackLen, C.MSG_DONTWAIT)) === this.#oackLen;
     else this.#sendWindow(this.#state.from, this.#state.to);
-    this.rto.sent(now, resend);
+    this.rto.sent(now, resend, delivered);
     if (this.rto.deadline < soonest) soonest = this.rto.deadline;
   }
 

@@ -76,7 +76,7 @@ class LoopTransfer {
     this.#onEnd = onEnd;
     const g = spec.granted;
     this.#state = new TransferState({ size: spec.data.size, blksize: g.blksize, windowsize: g.windowsize, oack: g.oack.size > 0 });
-    this.#rto = new Rto(spec.timing, g.timeout);
+    this.#rto = new Rto(spec.timing, g.timeout, g.oack.size > 0);
     this.#whole = spec.bytes;
     this.#chunkSize = Math.max(128 * 1024, g.blksize * g.windowsize * 2);
   }
@@ -142,9 +142,12 @@ class LoopTransfer {
       case Step.Done:
         return this.#end("sent", undefined);
       case Step.Oack:
-        if (!this.#send(() => this.#sock.send(encodeTftpPacket({ op: Opcode.OACK, options: this.#spec.granted.oack }), this.#spec.client.port, this.#spec.client.address))) return;
-        this.#armed(resend);
+      {
+        let delivered = false;
+        if (!this.#send(() => (delivered = this.#sock.send(encodeTftpPacket({ op: Opcode.OACK, options: this.#spec.granted.oack }), this.#spec.client.port, this.#spec.client.address)))) return;
+        this.#armed(resend, delivered);
         return;
+      }
       case Step.Send:
         return this.#sendWindow(this.#state.from, this.#state.to, resend);
     }
@@ -198,8 +201,8 @@ class LoopTransfer {
   }
 
   /** Arms the retransmission timer: one setTimeout re-armed lazily against the deadline (no clear/set per block). */
-  #armed(resend: boolean): void {
-    this.#rto.sent(performance.now(), resend);
+  #armed(resend: boolean, delivered = true): void {
+    this.#rto.sent(performance.now(), resend, delivered);
     if (!this.#timer) this.#timer = setTimeout(() => this.#onTimer(), this.#rto.ms);
   }
 

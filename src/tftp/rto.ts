@@ -18,13 +18,17 @@ export interface TftpTiming {
    * gone, or was never there (a stray or forged RRQ); one that lost our answer sends its RRQ again.
    */
   firstRetries: number;
+  /** The first wait for ACK 0 after an OACK, when the client negotiated no timeout. */
+  oackMs: number;
+  /** With a negotiated timeout: the first wait for ACK 0 is twice that timeout plus this. */
+  oackSlackMs: number;
 }
 
 /**
  * Back-off doubles to 8 s: a client that only re-acknowledges after its own timeout (atftp 0.8 with
  * windowsize waits 5 s of silence) must get that silence, or neither side ever moves. Ten timeouts in a
- * row (about 40 s of silence) end the transfer; four, 7.5 s, when the client never answered at all
- * (the figures: LIMITS.tftp.timing).
+ * row (about 40 s of silence) end the transfer; three when the client never answered at all (3.5 s, or
+ * 44 s after an OACK; the figures: LIMITS.tftp.timing).
  */
 export const DEFAULT_TIMING: TftpTiming = LIMITS.tftp.timing;
 
@@ -37,15 +41,23 @@ export class Rto {
   #sentAt = 0;
   #resent = false;
   #answered = false;
+  /** The wait for ACK 0 while the OACK is unanswered (grows with each resend, as #rto does). */
+  #oackWait: number | undefined;
   /** When the current wait ends (same clock as the caller's `now`). */
   deadline = Infinity;
   /** Timeouts in a row. */
   timeouts = 0;
 
-  constructor(timing: TftpTiming, negotiatedSeconds: number | undefined) {
+  /**
+   * `oack`: the transfer opens with an OACK. Until the client acknowledges it, the wait is two of the
+   * client's own timers: a client whose ACK 0 was lost sends it again itself, and one that never got the
+   * OACK sends its RRQ again; a second OACK is what some clients cannot take (atftp aborts).
+   */
+  constructor(timing: TftpTiming, negotiatedSeconds: number | undefined, oack = false) {
     this.#timing = timing;
     this.#fixed = negotiatedSeconds !== undefined;
     this.#rto = negotiatedSeconds !== undefined ? negotiatedSeconds * 1000 : timing.initialMs;
+    if (oack) this.#oackWait = negotiatedSeconds !== undefined ? 2 * negotiatedSeconds * 1000 + timing.oackSlackMs : timing.oackMs;
   }
 
   get ms(): number {
@@ -57,11 +69,14 @@ export class Rto {
     return this.#answered;
   }
 
-  /** Something was sent at `now` (a resend when it follows a timeout). */
-  sent(now: number, resend: boolean): void {
+  /**
+   * Something was sent at `now` (a resend when it follows a timeout). `delivered` false: the kernel did not
+   * take it (ENOBUFS), so the client cannot have it and the short timer applies even to an OACK.
+   */
+  sent(now: number, resend: boolean, delivered = true): void {
     this.#sentAt = now;
     this.#resent = resend;
-    this.deadline = now + this.#rto;
+    this.deadline = now + (this.#oackWait !== undefined && !this.#answered && delivered ? this.#oackWait : this.#rto);
   }
 
   /**
@@ -99,6 +114,7 @@ export class Rto {
     this.timeouts++;
     if (this.timeouts > (this.#answered ? this.#timing.retries : Math.min(this.#timing.retries, this.#timing.firstRetries))) return false;
     if (!this.#fixed) this.#rto = Math.min(this.#timing.maxMs, this.#rto * 2);
+    if (this.#oackWait !== undefined && !this.#answered) this.#oackWait = Math.max(this.#oackWait, Math.min(this.#timing.maxMs, this.#oackWait * 2));
     return true;
   }
 

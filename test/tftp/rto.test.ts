@@ -60,3 +60,42 @@ test("a client that never answered is given up after firstRetries (a stray RRQ d
   for (let i = 0; i < DEFAULT_TIMING.retries; i++) expect(a.expired()).toBe(true);
   expect(a.expired()).toBe(false);
 });
+
+describe("the wait for ACK 0 after an OACK", () => {
+  test("outlasts two of atftp's 5 s timers, so a lost ACK 0 is sent again by the client (twice) before a second OACK", () => {
+    const r = new Rto(DEFAULT_TIMING, undefined, true);
+    r.sent(0, false);
+    expect(r.deadline).toBe(DEFAULT_TIMING.oackMs);
+    expect(r.deadline).toBeGreaterThan(2 * 5000);
+    // A resent OACK waits no less.
+    expect(r.expired()).toBe(true);
+    r.sent(r.deadline, true);
+    expect(r.deadline - DEFAULT_TIMING.oackMs).toBe(DEFAULT_TIMING.oackMs);
+  });
+
+  test("with a negotiated timeout, is twice that timeout and a margin (the client's timer fires first)", () => {
+    const r = new Rto(DEFAULT_TIMING, 2, true);
+    r.sent(100, false);
+    expect(r.deadline).toBe(100 + 4000 + DEFAULT_TIMING.oackSlackMs);
+  });
+
+  test("once ACK 0 came, the blocks wait the measured round trip (fast recovery later in the transfer)", () => {
+    const r = new Rto(DEFAULT_TIMING, undefined, true);
+    r.sent(0, false);
+    r.progress(2);
+    r.sent(10, false);
+    expect(r.deadline).toBe(10 + DEFAULT_TIMING.minMs);
+  });
+
+  test("a transfer without an OACK keeps the short first wait for DATA 1", () => {
+    const r = new Rto(DEFAULT_TIMING, undefined, false);
+    r.sent(0, false);
+    expect(r.deadline).toBe(DEFAULT_TIMING.initialMs);
+  });
+});
+
+test("an OACK the kernel did not take (ENOBUFS) is resent on the short timer: the client cannot have it", () => {
+  const r = new Rto(DEFAULT_TIMING, undefined, true);
+  r.sent(0, false, false);
+  expect(r.deadline).toBe(DEFAULT_TIMING.initialMs);
+});
