@@ -1,15 +1,14 @@
 /**
  * The boot storm's clients, run inside the client namespace by scripts/bench/storm.ts:
- *   bun storm-client.ts --iface IF --server IP --clients N --name NAME --out FILE
+ *   bun storm-client.ts --iface IF --server IP --clients N --out FILE --sizes JSON [--name NAME]
  * All N start at once and each walks as a UEFI PXE machine does: DHCP (DISCOVER, OFFER, REQUEST, ACK, with
- * its own MAC; the leased address is added to the interface and used from then on), TFTP of the boot file
+ * its own MAC; from then on it uses the leased address, which the namespace holds as a whole local range,
+ * `ip route add local POOL dev lo`, so no machine waits for an `ip addr add`), TFTP of the boot file
  * the OFFER names (blksize 1468, windowsize 4 as edk2), HTTP of its per-MAC boot.cfg (Content-Length
  * required), then every kernel and module that boot.cfg lists, by curl on one keep-alive connection from
  * its own address, each checked against its Content-Length. Each client notes how long its DHCP answers
- * and its first TFTP DATA took. Meanwhile a probe asks the small things again every --probe-ms (100) until
- * the last client is done: a DHCP DISCOVER/REQUEST from one of 16 probe MACs, a TFTP read of the boot file
- * (its first DATA), /boot.ipxe and /NAME/boot.cfg by HTTP (their first byte): what a machine arriving in
- * the middle of the storm waits. Writes { clients: [...], probes: [...] } to FILE.
+ * and its first TFTP DATA took. The probe that asks the small things during the storm is another process
+ * in another namespace (test/helpers/small-probe.ts). Writes { startedAt, clients: [...], lagMs } to FILE.
  */
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
@@ -32,7 +31,7 @@ const server = arg("server");
 const clients = Number(arg("clients", "200"));
 const name = arg("name", "esxi");
 const out = arg("out");
-const probeMs = Number(arg("probe-ms", "100"));
+const bulkOther = argv.includes("--bulk-other");
 
 type Reply = { type: number; yiaddr: number; serverId?: number; file?: string };
 const waiting = new Map<number, (r: Reply) => void>();
@@ -76,7 +75,8 @@ const ask = async (mac: Mac, type: number, xid: number, want: number, requested?
 function curlModules(from: string, urls: string[], sizes: number[]): Promise<{ bytes: number; error?: string }> {
   return new Promise((resolve) => {
     const args = ["-s", "--interface", from, "-w", "%{http_code} %{size_download} %header{content-length}\\n", ...urls.flatMap((u) => ["-o", "/dev/null", u])];
-    const p = spawn("curl", args, { stdio: ["ignore", "pipe", "pipe"] });
+    // --bulk-other: this process runs at real-time priority (the machines' DHCP and TFTP); the bulk does not.
+    const p = bulkOther ? spawn("chrt", ["-o", "0", "curl", ...args], { stdio: ["ignore", "pipe", "pipe"] }) : spawn("curl", args, { stdio: ["ignore", "pipe", "pipe"] });
     let text = "";
     p.stdout.on("data", (c) => (text += c));
     p.on("close", (code) => {
@@ -93,6 +93,8 @@ function curlModules(from: string, urls: string[], sizes: number[]): Promise<{ b
 }
 
 const t0 = performance.now();
+/** The clients' clock in Date.now() terms, so the probe's records (another process) line up with theirs. */
+const startedAt = Date.now();
 const since = () => Math.round(performance.now() - t0);
 
 async function walk(i: number): Promise<Record<string, unknown>> {
@@ -107,15 +109,11 @@ async function walk(i: number): Promise<Record<string, unknown>> {
     r.offerMs = Math.round(offer.ms * 10) / 10;
     r.ackMs = Math.round(ack.ms * 10) / 10;
     r.dhcpMs = since();
-    // Not spawnSync: 200 of those block this one event loop for seconds under load, the other clients'
-    // TFTP ACKs wait, and the server rightly gives their transfers up (one storm saw 18 such failures).
-    await new Promise<void>((resolve) => spawn("ip", ["addr", "add", `${ip}/32`, "dev", iface], { stdio: "ignore" }).on("close", () => resolve()));
     r.phase = "tftp";
     const boot = await tftpRead(offer.file ?? "ipxe/snponly.efi", { server, blksize: 1468, windowsize: 4, bind: ip, timeoutMs: 1000, retries: 10 });
     r.tftpBytes = boot.bytes.length;
     r.tftpFirstDataMs = Math.round(boot.firstDataMs * 10) / 10;
     r.tftpMs = since();
-    if (i === 0) probeFrom = ip;
     r.phase = "boot.cfg";
     const cfgStart = performance.now();
     const res = await fetch(`http://${server}/${name}/01-${mac.replaceAll(":", "-")}/boot.cfg`);
@@ -144,44 +142,6 @@ async function walk(i: number): Promise<Record<string, unknown>> {
   return r;
 }
 
-/** The address the probe's TFTP and HTTP go from (the first client's, once it has one). */
-let probeFrom: string | undefined;
-let storming = true;
-const probes: Array<{ at: number; what: string; ms: number; error?: string }> = [];
-
-async function probe(n: number): Promise<void> {
-  const mac = ["02", "5c", "00", "00", "00", (n % 16).toString(16).padStart(2, "0")].join(":") as Mac;
-  const xid = (0x5c000000 + n) >>> 0;
-  const at = since();
-  const note = (what: string, ms: number, error?: string) => probes.push({ at, what, ms: Math.round(ms * 10) / 10, ...(error ? { error } : {}) });
-  try {
-    const offer = await ask(mac, MessageType.Discover, xid, MessageType.Offer);
-    note("dhcp-offer", offer.ms);
-    const ack = await ask(mac, MessageType.Request, xid, MessageType.Ack, formatIPv4(offer.yiaddr), offer.serverId !== undefined ? formatIPv4(offer.serverId) : undefined);
-    note("dhcp-ack", ack.ms);
-  } catch (err) {
-    note("dhcp-offer", -1, (err as Error).message);
-  }
-  if (!probeFrom) return;
-  await Promise.all([
-    tftpRead(arg("probe-file", "ipxe/snponly.efi"), { server, blksize: 1468, windowsize: 4, bind: probeFrom, timeoutMs: 1000, retries: 10 }).then(
-      (r) => note("tftp-first-data", r.firstDataMs),
-      (err: Error) => note("tftp-first-data", -1, err.message),
-    ),
-    ...[`/boot.ipxe`, `/${name}/boot.cfg`].map(async (path) => {
-      const t = performance.now();
-      try {
-        const res = await fetch(`http://${server}${path}`);
-        const ms = performance.now() - t;
-        await res.arrayBuffer();
-        note(path === "/boot.ipxe" ? "boot.ipxe-ttfb" : "boot.cfg-ttfb", ms, res.status === 200 ? undefined : `status ${res.status}`);
-      } catch (err) {
-        note(path === "/boot.ipxe" ? "boot.ipxe-ttfb" : "boot.cfg-ttfb", -1, (err as Error).message);
-      }
-    }),
-  ]);
-}
-
 // The clients' own event loop is in every figure measured here (200 machines share this process): how late
 // a 10 ms timer fires is noted beside them, so that what the server made them wait can be told apart.
 const lag: number[] = [];
@@ -192,18 +152,7 @@ const lagTimer = setInterval(() => {
   expectedAt = now + 10;
 }, 10);
 
-const prober = (async () => {
-  const running: Array<Promise<void>> = [];
-  for (let n = 0; storming; n++) {
-    running.push(probe(n));
-    await new Promise((r) => setTimeout(r, probeMs));
-  }
-  await Promise.all(running);
-})();
-
 const results = await Promise.all(Array.from({ length: clients }, (_, i) => walk(i)));
-storming = false;
-await prober;
 clearInterval(lagTimer);
-writeFileSync(out, JSON.stringify({ clients: results, probes, lagMs: lag }));
+writeFileSync(out, JSON.stringify({ startedAt, clients: results, lagMs: lag }));
 process.exit(0);

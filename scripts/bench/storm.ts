@@ -1,28 +1,44 @@
 /**
- * Boot storm: STORM_CLIENTS (200) simulated UEFI PXE machines start at once against one netboot
- * (`--dhcp server`) in a namespace pair made here (198.18.0.0/15, the RFC 2544 benchmarking range, which
- * exists only inside the two namespaces): DHCP, TFTP of iPXE, HTTP of each one's boot.cfg and every module
- * of an ESXi-shaped image of STORM_MB (400) MiB (scripts/bench/storm-client.ts). Figures: total time against
- * the ideal (all bytes ÷ nginx's single-stream MB/s over the same veth in the same run), failures, netboot's
- * peak RSS (VmHWM), p50/p99 time to the first byte of boot.cfg. STORM_ARGS adds serve options
- * ("--cache-mem 0"); STORM_SOURCE=url serves the ISO by URL from an nginx origin instead of the file.
- * STORM_STORES (file,postgres) runs the storm once per host store, with a lab file that lists every
- * client's MAC (each one's phases are written as it boots: offered, loader, bootcfg, modules); the
- * PostgreSQL is Debian's, started here, on CPU 1 with the clients (PG_CPUS=none: unpinned).
+ * Boot storm: simulated UEFI PXE machines start at once against one netboot (`--dhcp server`), in
+ * namespaces made here (198.18.0.0/15, the RFC 2544 benchmarking range, which exists only inside them): the
+ * server's on a bridge, the clients' (scripts/bench/storm-client.ts: DHCP, TFTP of iPXE, HTTP of each one's
+ * boot.cfg and every module of an ESXi-shaped image) and a probe's (test/helpers/small-probe.ts: DHCP,
+ * TFTP first DATA, boot.cfg and boot.ipxe first byte, every 100 ms, what a machine arriving mid-storm
+ * waits). Figures per run: total time against the ideal (all bytes ÷ nginx's single-stream MB/s over the
+ * same bridge in the same run), failures, netboot's peak RSS (VmHWM) and descriptors, p50/p99 of every
+ * small answer as the clients and the probe saw it, and which TFTP engine served.
+ *
+ * STORM_RUNS (default "200/pinned,200/unpinned,1000/pinned") lists the runs, each CLIENTS/PINNING[/STORE]:
+ * - pinned: netboot on CPU 0; the clients and the probe on CPU 1, their protocol work (DHCP, TFTP, the
+ *   probe) at real-time priority (SCHED_FIFO) above the curl processes that sink the bulk, as machines that
+ *   each have a CPU of their own would be. The server's figures are then the server's.
+ * - unpinned: everything shares both CPUs at one priority (the clients' CPU use is then in every figure).
+ * - STORE file (default) or postgres (Debian's PostgreSQL, started here, on CPU 1 with the clients).
+ * Every run moves the same bytes: STORM_MB (400) MiB of modules per client at 200 clients, scaled by
+ * 200/CLIENTS (80 MiB at 1,000). STORM_ARGS adds serve options ("--cache-mem 0"); STORM_SOURCE=url serves
+ * the ISO by URL from an nginx origin instead of the file. Every client and probe MAC is listed in the lab,
+ * so each one's phases reach the host store as it boots.
  */
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startPostgres, type Postgres } from "../../test/helpers/postgres.ts";
-import { Server, benchDir, bun, fillPseudoRandom, median, need, nginxConf, repo, report, sh } from "./lib.ts";
+import { probeFigure, type ProbeResults, type ProbeWhat } from "../../test/helpers/small-probe.ts";
+import { Server, benchDir, bun, clientCpus, fillPseudoRandom, median, need, nginxConf, repo, report, serverCpus, sh } from "./lib.ts";
 
-const CLIENTS = Number(process.env.STORM_CLIENTS ?? 200);
-const STORES = (process.env.STORM_STORES ?? "file,postgres").split(",").map((s) => s.trim()) as Array<"file" | "postgres">;
+type Run = { clients: number; pinned: boolean; store: "file" | "postgres" };
+const RUNS: Run[] = (process.env.STORM_RUNS ?? "200/pinned,200/unpinned,1000/pinned").split(",").map((r) => {
+  const [n, pin = "pinned", store = "file"] = r.trim().split("/");
+  if (!(Number(n) > 0) || !["pinned", "unpinned"].includes(pin) || !["file", "postgres"].includes(store)) throw new Error(`STORM_RUNS: "${r}" is not CLIENTS/pinned|unpinned[/file|postgres]`);
+  return { clients: Number(n), pinned: pin === "pinned", store: store as Run["store"] };
+});
 /** The storm client's MACs (storm-client.ts). */
 const clientMac = (i: number) => ["02", "5b", "00", (i >> 16) & 255, (i >> 8) & 255, i & 255].map((x) => (typeof x === "number" ? x.toString(16).padStart(2, "0") : x)).join(":");
-const MB = Number(process.env.STORM_MB ?? 400);
+const probeMac = (i: number) => `02:5c:00:00:00:${i.toString(16).padStart(2, "0")}`;
+/** MiB of modules per client: the same bytes in all at any client count. */
+const mbFor = (clients: number) => Math.max(1, Math.round((Number(process.env.STORM_MB ?? 400) * 200) / clients));
 const MODULES = 20;
 
-function stormImage(): { iso: string; tree: string; sizes: Record<string, number>; perClient: number } {
+function stormImage(MB: number): { iso: string; tree: string; sizes: Record<string, number>; perClient: number } {
   const tree = join(benchDir, `storm-tree-${MB}`);
   const iso = join(benchDir, `storm-${MB}.iso`);
   mkdirSync(join(tree, "EFI", "BOOT"), { recursive: true });
@@ -47,25 +63,33 @@ function stormImage(): { iso: string; tree: string; sizes: Record<string, number
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 
 export async function benchStorm(): Promise<void> {
-  need(["xorriso", "nginx", "curl", "ip"]);
-  const img = stormImage();
+  need(["xorriso", "nginx", "curl", "ip", "taskset", "chrt"]);
   const S = `nbstorm-s-${process.pid}`;
   const C = `nbstorm-c-${process.pid}`;
+  const P = `nbstorm-p-${process.pid}`;
   const cleanup = () => {
-    sh("ip", ["netns", "del", S]);
-    sh("ip", ["netns", "del", C]);
+    for (const ns of [S, C, P]) sh("ip", ["netns", "del", ns]);
   };
   cleanup();
+  // The server on a bridge (its --iface), the clients and the probe each on a veth into it. The clients'
+  // namespace holds the whole pool as local addresses (AnyIP), so a machine uses its lease at once.
   for (const cmd of [
     ["netns", "add", S],
     ["netns", "add", C],
-    ["link", "add", "stm-s", "netns", S, "type", "veth", "peer", "name", "stm-c", "netns", C],
-    ["-n", S, "addr", "add", "198.18.0.1/16", "dev", "stm-s"],
-    ["-n", C, "addr", "add", "198.18.0.2/16", "dev", "stm-c"],
-    ["-n", S, "link", "set", "stm-s", "up"],
+    ["netns", "add", P],
+    ["-n", S, "link", "add", "stm-s", "type", "bridge"],
+    ["link", "add", "stm-sc", "netns", S, "type", "veth", "peer", "name", "stm-c", "netns", C],
+    ["link", "add", "stm-sp", "netns", S, "type", "veth", "peer", "name", "stm-p", "netns", P],
+    ["-n", S, "link", "set", "stm-sc", "master", "stm-s"],
+    ["-n", S, "link", "set", "stm-sp", "master", "stm-s"],
+    ["-n", S, "addr", "add", "198.18.0.1/15", "dev", "stm-s"],
+    ["-n", C, "addr", "add", "198.18.0.2/15", "dev", "stm-c"],
+    ["-n", P, "addr", "add", "198.18.0.3/15", "dev", "stm-p"],
+    ["-n", C, "route", "add", "local", "198.19.0.0/16", "dev", "lo"],
+    ...[S, C, P].map((ns) => ["-n", ns, "link", "set", "lo", "up"]),
+    ...["stm-s", "stm-sc", "stm-sp"].map((l) => ["-n", S, "link", "set", l, "up"]),
     ["-n", C, "link", "set", "stm-c", "up"],
-    ["-n", S, "link", "set", "lo", "up"],
-    ["-n", C, "link", "set", "lo", "up"],
+    ["-n", P, "link", "set", "stm-p", "up"],
   ]) {
     const r = sh("ip", cmd);
     if (r.code !== 0) throw new Error(`ip ${cmd.join(" ")}: ${r.err}`);
@@ -75,86 +99,113 @@ export async function benchStorm(): Promise<void> {
   mkdirSync(work, { recursive: true });
   const lines: string[] = [];
   try {
-    // The ideal: nginx's single stream of one module over the same veth, median of 3.
-    const ngx = new Server("nginx", ["ip", "netns", "exec", S, "nginx", "-c", nginxConf(join(work, "nginx"), img.tree, 8081, "auto", "198.18.0.1"), "-g", "daemon off;"]);
+    // The ideal: nginx's single stream of one module over the same bridge, median of 3.
+    const base = stormImage(mbFor(200));
+    const ngx = new Server("nginx", ["ip", "netns", "exec", S, "nginx", "-c", nginxConf(join(work, "nginx"), base.tree, 8081, "auto", "198.18.0.1"), "-g", "daemon off;"]);
     let nginxMBs: number;
     try {
       await Bun.sleep(500);
       const speeds = [0, 1, 2].map(() => {
         const r = sh("ip", ["netns", "exec", C, "curl", "-s", "-o", "/dev/null", "-w", "%{speed_download}", "http://198.18.0.1:8081/M01.V00"]);
-        if (!(Number(r.out) > 0)) throw new Error(`nginx did not answer over the veth: ${r.err || r.out}`);
+        if (!(Number(r.out) > 0)) throw new Error(`nginx did not answer over the bridge: ${r.err || r.out}`);
         return Number(r.out) / 1e6;
       });
       nginxMBs = median(speeds);
     } finally {
       await ngx.stop();
     }
-    // STORM_SOURCE=url: the same ISO read by netboot from an nginx origin inside the server namespace.
     const byUrl = process.env.STORM_SOURCE === "url";
     const origin = byUrl ? new Server("nginx", ["ip", "netns", "exec", S, "nginx", "-c", nginxConf(join(work, "origin"), benchDir, 8082, 1), "-g", "daemon off;"]) : undefined;
     if (origin) await Bun.sleep(500);
-    const source = byUrl ? `http://127.0.0.1:8082/${img.iso.slice(benchDir.length + 1)}` : img.iso;
-    // The lab: every client listed, so each one's phases reach the host store as it boots.
-    const lab = join(work, "lab.yaml");
-    writeFileSync(lab, `images:\n  esxi: ${source}\nhosts:\n${Array.from({ length: CLIENTS }, (_, i) => `  - { mac: "${clientMac(i)}" }`).join("\n")}\n`);
     let pg: Postgres | undefined;
     const columns: Record<string, string[]> = {};
-    let header = "";
     try {
-      for (const store of STORES) {
-        if (store === "postgres" && !pg) {
+      for (const run of RUNS) {
+        const img = stormImage(mbFor(run.clients));
+        const source = byUrl ? `http://127.0.0.1:8082/${img.iso.slice(benchDir.length + 1)}` : img.iso;
+        const lab = join(work, "lab.yaml");
+        const macs = [...Array.from({ length: run.clients }, (_, i) => clientMac(i)), ...Array.from({ length: 16 }, (_, i) => probeMac(i))];
+        writeFileSync(lab, `images:\n  esxi: ${source}\nhosts:\n${macs.map((m) => `  - { mac: "${m}" }`).join("\n")}\n`);
+        if (run.store === "postgres" && !pg) {
           pg = startPostgres();
           const cpus = process.env.PG_CPUS ?? "1";
           if (cpus !== "none") for (const pid of sh("pgrep", ["-f", pg.socketDir]).out.split("\n").filter(Boolean)) sh("taskset", ["-a", "-cp", cpus, pid]);
         }
-        const state = join(work, `state-${store}`);
-        const log = join(work, `netboot-${store}.log`);
-        const argv = [bun, join(repo, "src/main.ts"), "serve", "--config", lab, "--iface", "stm-s", "--dhcp", "server", "--force", "--pool", "198.18.1.0-198.18.255.254", "--http-port", "80", "--state-dir", state, "--user", "root", "--no-live", ...(store === "postgres" ? ["--store", pg!.createDb("storm")] : []), ...(process.env.STORM_ARGS ?? "").split(" ").filter(Boolean)];
-        const nb = new Server("netboot", ["ip", "netns", "exec", S, ...argv], { log });
+        const tag = `${run.clients}-${run.pinned ? "pinned" : "unpinned"}-${run.store}`;
+        const state = join(work, `state-${tag}`);
+        const log = join(work, `netboot-${tag}.log`);
+        const argv = [bun, join(repo, "src/main.ts"), "serve", "--config", lab, "--iface", "stm-s", "--dhcp", "server", "--force", "--pool", "198.19.0.1-198.19.255.254", "--http-port", "80", "--state-dir", state, "--user", "root", "--no-live", ...(run.store === "postgres" ? ["--store", pg!.createDb(`storm${run.clients}`)] : []), ...(process.env.STORM_ARGS ?? "").split(" ").filter(Boolean)];
+        // Pinned: the server alone on CPU 0; the machines' protocol work on CPU 1 above their bulk (curl runs SCHED_OTHER).
+        const serverPrefix = run.pinned ? ["taskset", "-c", serverCpus] : [];
+        const clientPrefix = run.pinned ? ["taskset", "-c", clientCpus, "chrt", "-f", "10"] : [];
+        const probePrefix = run.pinned ? ["taskset", "-c", clientCpus, "chrt", "-f", "20"] : [];
+        const nb = new Server("netboot", ["ip", "netns", "exec", S, ...serverPrefix, ...argv], { log });
         try {
-          for (let i = 0; i < 100 && !/ready:/.test(safeRead(log)); i++) await Bun.sleep(100);
+          for (let i = 0; i < 300 && !/ready:/.test(safeRead(log)); i++) await Bun.sleep(100);
+          if (!/ready:/.test(safeRead(log))) throw new Error(`netboot did not start: ${safeRead(log).slice(-500)}`);
+          const engine = /TFTP on \S+ \(([^)]*)\)/.exec(safeRead(log))?.[1] ?? "?";
+          const probeOut = join(work, `probe-${tag}.json`);
+          const probe = Bun.spawn(["ip", "netns", "exec", P, ...probePrefix, bun, join(repo, "test/helpers/small-probe.ts"), "--iface", "stm-p", "--server", "198.18.0.1", "--from", "198.18.0.3", "--out", probeOut, "--every", "100"], { stdout: "ignore", stderr: "pipe" });
+          // Descriptors: sampled while the storm runs.
+          let fds = 0;
+          const fdTimer = setInterval(() => {
+            try {
+              fds = Math.max(fds, readdirSync(`/proc/${nb.proc.pid}/fd`).length);
+            } catch {}
+          }, 250);
           const start = performance.now();
-          const out = join(work, `results-${store}.json`);
-          const r = sh("ip", ["netns", "exec", C, bun, join(repo, "scripts/bench/storm-client.ts"), "--iface", "stm-c", "--server", "198.18.0.1", "--clients", String(CLIENTS), "--out", out, "--sizes", JSON.stringify(img.sizes)]);
-          if (r.code !== 0) throw new Error(`storm client: ${r.err}`);
+          const out = join(work, `results-${tag}.json`);
+          const client = Bun.spawn(["ip", "netns", "exec", C, ...clientPrefix, bun, join(repo, "scripts/bench/storm-client.ts"), "--iface", "stm-c", "--server", "198.18.0.1", "--clients", String(run.clients), "--out", out, "--sizes", JSON.stringify(img.sizes), ...(run.pinned ? ["--bulk-other"] : [])], { stdout: "ignore", stderr: "pipe" });
+          const code = await client.exited;
           const seconds = (performance.now() - start) / 1000;
+          clearInterval(fdTimer);
+          probe.kill("SIGTERM");
+          await probe.exited;
+          if (code !== 0) throw new Error(`storm client: ${await new Response(client.stderr).text()}`);
           const hwm = Number(readFileSync(`/proc/${nb.proc.pid}/status`, "utf8").match(/VmHWM:\s+(\d+)/)![1]) / 1024;
-          const parsed = JSON.parse(readFileSync(out, "utf8")) as { clients: Array<Record<string, unknown>>; probes: Array<{ what: string; ms: number; error?: string }>; lagMs: number[] };
-          const results = parsed.clients;
-          const probe = (what: string) => {
-            const all = parsed.probes.filter((p) => p.what === what);
-            const ok = all.filter((p) => p.ms >= 0).map((p) => p.ms);
-            if (ok.length === 0) return `- (${all.length} failed)`;
-            return `${pct(ok, 50).toFixed(1)} / ${pct(ok, 99).toFixed(1)} ms (${ok.length}${ok.length < all.length ? `, ${all.length - ok.length} failed` : ""})`;
+          const parsed = JSON.parse(readFileSync(out, "utf8")) as { clients: Array<Record<string, unknown>>; lagMs: number[] };
+          let probed: ProbeResults = { probes: [], lagMs: [] };
+          try {
+            probed = JSON.parse(readFileSync(probeOut, "utf8")) as ProbeResults;
+          } catch {
+            console.error(`[storm] the probe wrote nothing: ${await new Response(probe.stderr).text()}`);
+          }
+          const probe1 = (what: ProbeWhat) => {
+            const a = probeFigure(probed, what, 50);
+            const b = probeFigure(probed, what, 99);
+            if (!a || !b) return "- (no answer)";
+            return `${a.ms.toFixed(1)} / ${b.ms.toFixed(1)} ms (${a.answered}${a.failed ? `, ${a.failed} unanswered` : ""})`;
           };
+          const results = parsed.clients;
           const clientPct = (k: string) => {
             const v = results.filter((x) => typeof x[k] === "number").map((x) => Number(x[k]));
             return v.length ? `${pct(v, 50).toFixed(1)} / ${pct(v, 99).toFixed(1)} ms` : "-";
           };
+          const lag = (xs: number[]) => (xs.length ? `${pct(xs, 99).toFixed(1)} / ${Math.max(...xs).toFixed(0)} ms` : "-");
           const ok = results.filter((x) => x.ok);
           const failed = results.filter((x) => !x.ok);
           const bytes = ok.reduce((n, x) => n + Number(x.httpBytes) + Number(x.tftpBytes), 0);
           const ideal = bytes / 1e6 / nginxMBs;
           const ttfb = ok.map((x) => Number(x.bootcfgTtfbMs));
-          const at = ok.map((x) => Number(x.bootcfgAtMs));
           const done = ok.map((x) => Number(x.doneMs) / 1000);
-          header = `## Boot storm: ${CLIENTS} UEFI PXE clients at once, ${MB} MiB of modules each (${(bytes / 1e9).toFixed(1)} GB in all), every client listed in the lab${process.env.STORM_ARGS ? `, serve ${process.env.STORM_ARGS}` : ""}${process.env.STORM_SOURCE === "url" ? ", the ISO by URL from nginx" : ""}`;
-          columns[store === "file" ? "file store" : "PostgreSQL store"] = [
+          columns[`${run.clients} clients × ${mbFor(run.clients)} MiB, ${run.pinned ? "pinned" : "unpinned"}${run.store === "postgres" ? ", PostgreSQL store" : ""}`] = [
             `${Math.max(...done, 0).toFixed(1)} s (client run ${seconds.toFixed(1)} s)`,
-            `${ideal.toFixed(1)} s (nginx ${nginxMBs.toFixed(0)} MB/s)`,
+            `${ideal.toFixed(1)} s (${(bytes / 1e9).toFixed(1)} GB at nginx's ${nginxMBs.toFixed(0)} MB/s)`,
             `${(Math.max(...done, 0) / ideal).toFixed(2)}×`,
             `${failed.length}${failed.length ? ` (${failed.slice(0, 3).map((f) => f.error).join("; ")})` : ""}`,
             `${hwm.toFixed(0)} MB`,
-            `${pct(ttfb, 50)} / ${pct(ttfb, 99)} ms`,
-            `${(pct(at, 50) / 1000).toFixed(2)} / ${(pct(at, 99) / 1000).toFixed(2)} s`,
-            `${pct(done, 50).toFixed(1)} / ${pct(done, 99).toFixed(1)} s`,
+            String(fds),
+            engine,
             `${clientPct("offerMs")}; ${clientPct("ackMs")}`,
             clientPct("tftpFirstDataMs"),
-            `${probe("dhcp-offer")}; ${probe("dhcp-ack")}`,
-            probe("tftp-first-data"),
-            `${probe("boot.cfg-ttfb")}; ${probe("boot.ipxe-ttfb")}`,
-            parsed.lagMs.length ? `${pct(parsed.lagMs, 50).toFixed(1)} / ${pct(parsed.lagMs, 99).toFixed(1)} / ${Math.max(...parsed.lagMs).toFixed(0)} ms` : "-",
+            ttfb.length ? `${pct(ttfb, 50)} / ${pct(ttfb, 99)} ms` : "-",
+            `${pct(done, 50).toFixed(1)} / ${pct(done, 99).toFixed(1)} s`,
+            `${probe1("dhcp-offer")}; ${probe1("dhcp-ack")}`,
+            probe1("tftp-first-data"),
+            `${probe1("boot.cfg-ttfb")}; ${probe1("boot.ipxe-ttfb")}`,
+            `${lag(parsed.lagMs)}; ${lag(probed.lagMs)}`,
           ];
+          console.error(`[storm] ${tag}: ${columns[Object.keys(columns).at(-1)!]!.slice(0, 4).join(" | ")}`);
         } finally {
           await nb.stop();
         }
@@ -163,9 +214,31 @@ export async function benchStorm(): Promise<void> {
       await origin?.stop();
       pg?.stop();
     }
-    const figures = ["total time, first DISCOVER to the last module's last byte", "ideal: bytes ÷ nginx single stream (same veth, same run)", "ratio to ideal", "failures", "netboot peak RSS (VmHWM)", "boot.cfg time to first byte, p50 / p99 (per request)", "boot.cfg first byte since the storm began, p50 / p99", "all clients done, p50 / p99", "clients' own DHCP: OFFER p50 / p99; ACK p50 / p99", "clients' own TFTP first DATA (iPXE), p50 / p99", "probe during the storm, every 100 ms: DHCP OFFER; ACK (p50 / p99, count)", "probe: TFTP first DATA of the boot file", "probe: boot.cfg first byte; boot.ipxe first byte", "the clients' own event loop: a 10 ms timer late by, p50 / p99 / max"];
+    const figures = [
+      "total time, first DISCOVER to the last module's last byte",
+      "ideal: bytes ÷ nginx single stream (same bridge, same run)",
+      "ratio to ideal",
+      "failures",
+      "netboot peak RSS (VmHWM)",
+      "netboot peak descriptors",
+      "TFTP engine",
+      "clients' DHCP: OFFER p50 / p99; ACK p50 / p99",
+      "clients' TFTP first DATA (iPXE), p50 / p99",
+      "clients' boot.cfg first byte, p50 / p99",
+      "clients done, p50 / p99",
+      "probe every 100 ms: DHCP OFFER; ACK (p50 / p99, answered)",
+      "probe: TFTP first DATA of iPXE",
+      "probe: boot.cfg first byte; boot.ipxe first byte",
+      "event loop lag, p99 / max: clients; probe",
+    ];
     const names = Object.keys(columns);
-    lines.push(header, "", `| figure | ${names.join(" | ")} |`, `|---|${names.map(() => "---|").join("")}`, ...figures.map((f, i) => `| ${f} | ${names.map((n) => columns[n]![i]).join(" | ")} |`));
+    lines.push(
+      `## Boot storm: UEFI PXE clients at once, every one listed in the lab${process.env.STORM_ARGS ? `, serve ${process.env.STORM_ARGS}` : ""}${byUrl ? ", the ISO by URL from nginx" : ""}`,
+      "",
+      `| figure | ${names.join(" | ")} |`,
+      `|---|${names.map(() => "---|").join("")}`,
+      ...figures.map((f, i) => `| ${f} | ${names.map((n) => columns[n]![i]).join(" | ")} |`),
+    );
   } finally {
     cleanup();
     rmSync(work, { recursive: true, force: true });
