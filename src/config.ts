@@ -231,6 +231,12 @@ export const LIMITS = {
   },
   /** DHCP and TFTP requests held while the servers are bound but not serving yet (root being dropped, the state opening). */
   heldBeforeReady: 1024,
+  /**
+   * The receive buffer asked for on the DHCP, proxyDHCP and TFTP listening sockets (the kernel doubles it):
+   * a burst of 1,000 machines' DISCOVERs is about 2.3 MB of socket buffers on a veth, more on NICs whose
+   * receive buffers are whole pages. Linux's default (212,992 bytes) held about 90: the rest were dropped.
+   */
+  listenReceiveBuffer: 4 * MiB,
   /** State files: a lock is waited for this long; a lock file whose writer's PID is unknown is stale after the next. */
   lock: { waitMs: 5000, staleMs: 60_000 },
   /** A directory source's listing is read again after this (a mounted ISO does not change; an edited tree may). */

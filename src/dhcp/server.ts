@@ -10,7 +10,7 @@ import { bindFailure, PortError, ServiceError } from "../errors.ts";
 import type { DhcpAnswerType, EventInput, EventSink } from "../events.ts";
 import type { Mac } from "../wire/mac.ts";
 import { ThrottledNotice, type Logger } from "../log.ts";
-import { bindSocketToDevice } from "../net/device.ts";
+import { bindSocketToDevice, growReceiveBuffer } from "../net/device.ts";
 import { openUdp, type UdpSocket } from "../net/udp.ts";
 import { formatIPv4 } from "../wire/ipv4.ts";
 import { bootClientFromDhcp } from "./client.ts";
@@ -128,6 +128,9 @@ export async function startDhcpServer(opts: DhcpServerOptions): Promise<DhcpServ
       const b = await bindSocketToDevice(sock.fd, opts.iface);
       bindings.push(b.ok ? b.how : `not bound (${b.why})`);
     }
+    // Room for a rack's DISCOVERs at once (the default buffer dropped most of a 200-machine burst).
+    const room = await growReceiveBuffer(sock.fd, LIMITS.listenReceiveBuffer);
+    if (!room.ok) opts.log.debug(`DHCP receive buffer left as it is: ${room.why}`);
     sockets.push(sock);
     return sock;
   };

@@ -29,3 +29,20 @@ export async function bindSocketToDevice(fd: number | undefined, iface: string):
     return { ok: false, why: (err as Error).message };
   }
 }
+
+/**
+ * Room in a listening socket's receive buffer for a burst: a rack powered on at once sends hundreds of
+ * DISCOVERs (or RRQs) within a millisecond, and what does not fit is dropped by the kernel (UdpRcvbufErrors),
+ * which costs that machine its firmware's first retry (4 s for a PXE ROM). Linux only (bun:ffi); elsewhere
+ * the system's default stays, and the reason says so.
+ */
+export async function growReceiveBuffer(fd: number | undefined, bytes: number): Promise<{ ok: true; bytes: number } | { ok: false; why: string }> {
+  if (fd === undefined || typeof Bun === "undefined") return { ok: false, why: "no socket descriptor in this runtime (Node)" };
+  if (process.platform !== "linux") return { ok: false, why: `not set on ${process.platform}` };
+  try {
+    const { setReceiveBuffer } = await import("./libc.ts");
+    return { ok: true, bytes: setReceiveBuffer(fd, bytes) };
+  } catch (err) {
+    return { ok: false, why: (err as Error).message };
+  }
+}

@@ -27,6 +27,7 @@ function load(name: string) {
     connect: { args: ["i32", "ptr", "u32"], returns: "i32" },
     getsockname: { args: ["i32", "ptr", "ptr"], returns: "i32" },
     setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
+    getsockopt: { args: ["i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
     close: { args: ["i32"], returns: "i32" },
     poll: { args: ["ptr", "u64", "i32"], returns: "i32" },
     epoll_create1: { args: ["i32"], returns: "i32" },
@@ -62,6 +63,7 @@ export const C = {
   SO_BROADCAST: 6,
   SO_SNDBUF: 7,
   SO_RCVBUF: 8,
+  SO_RCVBUFFORCE: 33,
   SO_BINDTODEVICE: 25,
   POLLIN: 1,
   POLLERR: 8,
@@ -104,6 +106,24 @@ export function writePtr(view: DataView, at: number, address: number): void {
 export function errno(): number {
   const p = libc.__errno_location();
   return p ? new Int32Array(toArrayBuffer(p, 0, 4))[0]! : 0;
+}
+
+/**
+ * A receive buffer of `bytes` (the kernel doubles what it is asked for, and reports that): SO_RCVBUFFORCE
+ * where the process may (root, CAP_NET_ADMIN), which goes past net.core.rmem_max, else SO_RCVBUF up to it.
+ * Returns what the kernel reports it now holds.
+ */
+export function setReceiveBuffer(fd: number, bytes: number): number {
+  const v = new Int32Array(new ArrayBuffer(8));
+  v[0] = bytes;
+  const b = new Uint8Array(v.buffer, 0, 4);
+  if (libc.setsockopt(fd, C.SOL_SOCKET, C.SO_RCVBUFFORCE, b, 4) !== 0 && libc.setsockopt(fd, C.SOL_SOCKET, C.SO_RCVBUF, b, 4) !== 0) {
+    throw new Error(`SO_RCVBUF failed (errno ${errno()})`);
+  }
+  const len = new Uint32Array(new ArrayBuffer(4));
+  len[0] = 4;
+  if (libc.getsockopt(fd, C.SOL_SOCKET, C.SO_RCVBUF, v, len) !== 0) throw new Error(`getsockopt SO_RCVBUF failed (errno ${errno()})`);
+  return v[0]!;
 }
 
 /** SO_BINDTODEVICE: the socket takes packets from, and sends out of, this interface only. */

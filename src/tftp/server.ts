@@ -15,6 +15,7 @@ import { checkRequestPath, tftpPathRules } from "../files/paths.ts";
 import type { FileData } from "../files/tree.ts";
 import { memoryData } from "../files/tree.ts";
 import { ThrottledNotice, type Logger } from "../log.ts";
+import { growReceiveBuffer } from "../net/device.ts";
 import { openUdp } from "../net/udp.ts";
 import type { Mac } from "../wire/mac.ts";
 import { ErrorCode, MAX_BLKSIZE, Opcode } from "./constants.ts";
@@ -101,6 +102,9 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     },
     onHandlerError: (err) => opts.log.warn(`TFTP request handler failed: ${(err as Error).message}`),
   });
+  // Room for a rack's read requests at once.
+  const room = await growReceiveBuffer(listener.fd, LIMITS.listenReceiveBuffer);
+  if (!room.ok) opts.log.debug(`TFTP receive buffer left as it is: ${room.why}`);
 
   let ready = opts.files !== undefined;
   void filesReady.then(() => (ready = true));
