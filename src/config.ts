@@ -89,9 +89,15 @@ export const LIMITS = {
     localCacheMax: 4 * MiB,
   },
   tftp: {
-    /** Transfers at once, and per client address ("server busy" past either). */
+    /**
+     * Transfers at once, and per client address. Past maxPerClient a request is refused "server busy";
+     * past maxTransfers it waits for a slot (a rack powered on at once is not refused), up to maxQueued
+     * requests, each at most queuedMs (its client has sent it again by then, or given up).
+     */
     maxTransfers: 512,
     maxPerClient: 16,
+    maxQueued: 4096,
+    queuedMs: 10_000,
     /** Netascii needs the converted size up front (tsize): the whole file is converted in memory. */
     maxNetascii: 16 * MiB,
     /** Blocks in flight granted by default (RFC 7440). */

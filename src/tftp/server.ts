@@ -77,6 +77,12 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
   const maxTransfers = opts.maxTransfers ?? LIMITS.tftp.maxTransfers;
   const maxPerClient = opts.maxPerClient ?? LIMITS.tftp.maxPerClient;
   const busy = new ThrottledNotice((line) => opts.log.warn(line));
+  const waits = new ThrottledNotice((line) => opts.log.info(line));
+  /**
+   * Requests waiting for a transfer slot, by client address:port, oldest first (a retransmission of one
+   * keeps its place and proves its client is still there).
+   */
+  const queued = new Map<string, { at: number; run: () => void }>();
   /** Transfers past the caps' check, starting or running (released when they end or are refused). */
   let held = 0;
   const perClient = new Map<string, number>();
@@ -145,8 +151,19 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     // all transfers, and one address's, so that one client (a loop, a fuzzer) cannot take every slot.
     // Refusals past a cap are said once a second at most (a flood would drown the log).
     if (held >= maxTransfers) {
-      busy.note(address, (n, from) => `refused ${n} request${n === 1 ? "" : "s"} from ${from.size} address${from.size === 1 ? "" : "es"} ("server busy"): ${maxTransfers} transfers already running`);
-      return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxTransfers} transfers already running`, true);
+      const key = `${address}:${port}`;
+      const known = queued.get(key);
+      if (known) {
+        known.at = Date.now();
+        return;
+      }
+      if (queued.size < LIMITS.tftp.maxQueued) {
+        queued.set(key, { at: Date.now(), run: () => void onRequest(raw, address, port).catch((err) => opts.log.warn(`request from ${key} failed: ${(err as Error).message}`)) });
+        waits.note(address, (n, from) => `${n} request${n === 1 ? "" : "s"} from ${from.size} address${from.size === 1 ? "" : "es"} wait for a slot: ${maxTransfers} transfers running`);
+        return;
+      }
+      busy.note(address, (n, from) => `refused ${n} request${n === 1 ? "" : "s"} from ${from.size} address${from.size === 1 ? "" : "es"} ("server busy"): ${maxTransfers} transfers running and ${queued.size} waiting`);
+      return reject(ErrorCode.Undefined, "server busy, try again", `refused: ${maxTransfers} transfers running and ${queued.size} waiting`, true);
     }
     const mine = perClient.get(address) ?? 0;
     if (mine >= maxPerClient) {
@@ -163,6 +180,13 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
       const n = (perClient.get(address) ?? 1) - 1;
       if (n > 0) perClient.set(address, n);
       else perClient.delete(address);
+      // The slot goes to the oldest request still waiting (one whose client has since given up is dropped).
+      for (const [key, w] of queued) {
+        queued.delete(key);
+        if (Date.now() - w.at > LIMITS.tftp.queuedMs) continue;
+        if (!closed) w.run();
+        break;
+      }
     };
     let started = false;
     try {
@@ -266,6 +290,7 @@ export async function startTftpServer(opts: TftpServerOptions): Promise<TftpServ
     serve: (files) => serve?.(files),
     async close() {
       closed = true;
+      queued.clear();
       if (progress) clearInterval(progress);
       listener.close();
       await loop.close();

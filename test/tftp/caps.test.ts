@@ -68,3 +68,41 @@ for (const engine of ["worker", "event-loop"] as const) {
     });
   });
 }
+
+describe("past the cap on all transfers, a request waits for a slot (a rack powered on at once is not refused)", () => {
+  test("two slots, three machines: the third is served when one ends, without a 'server busy' and without sending again", async () => {
+    const { startTftpServer } = await import("../../src/tftp/server.ts");
+    const { createBootFiles } = await import("../../src/boot/files.ts");
+    const { loadImage } = await import("../../src/boot/image.ts");
+    const { openTree } = await import("../../src/files/open.ts");
+    const { memoryLogger } = await import("../../src/log.ts");
+    const image = await loadImage(await openTree(iso), "esxi");
+    const log = memoryLogger();
+    const server = await startTftpServer({ files: createBootFiles({ images: [image], httpBase: "http://127.0.0.1" }), host: "127.0.0.1", port: 0, log, maxTransfers: 2 });
+    const peers = await Promise.all(["127.0.0.2", "127.0.0.3", "127.0.0.4"].map((a) => udpPeer(a)));
+    try {
+      const [a, b, c] = peers as [UdpPeer, UdpPeer, UdpPeer];
+      a.send(rrq("esxi/B.B00"), server.port, "127.0.0.1");
+      const da = await a.next();
+      b.send(rrq("esxi/B.B00"), server.port, "127.0.0.1");
+      const db = await b.next();
+      expect([decodeTftpPacket(da.data), decodeTftpPacket(db.data)]).toMatchObject([{ op: Opcode.DATA, block: 1 }, { op: Opcode.DATA, block: 1 }]);
+      // The third waits: nothing comes back, and its retransmission keeps its one place in the queue.
+      c.send(rrq("esxi/B.B00"), server.port, "127.0.0.1");
+      c.send(rrq("esxi/B.B00"), server.port, "127.0.0.1");
+      await expect(Promise.race([c.next(), Bun.sleep(300).then(() => "nothing")])).resolves.toBe("nothing");
+      expect(log.lines.filter((l) => /wait for a slot/.test(l.msg)).map((l) => l.msg)).toEqual([`1 request from 1 address wait for a slot: 2 transfers running`]);
+      // One ends: the waiting one is served at once.
+      abort(a, da.port);
+      const dc = await c.next();
+      expect(decodeTftpPacket(dc.data)).toMatchObject({ op: Opcode.DATA, block: 1 });
+      abort(b, db.port);
+      abort(c, dc.port);
+      // Only the one transfer started for the third machine (its duplicate RRQ started nothing).
+      await expect(Promise.race([c.next(), Bun.sleep(300).then(() => "nothing")])).resolves.toBe("nothing");
+    } finally {
+      for (const p of peers) p.close();
+      await server.close();
+    }
+  });
+});
