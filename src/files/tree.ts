@@ -71,12 +71,20 @@ export interface DiscImage {
   withFiles(files: ReadonlyArray<{ path: string; content: Uint8Array }>): Promise<FileData>;
 }
 
-/** In-memory file contents (rewritten boot.cfg, kickstart, iPXE script). */
+/** Content tags of byte arrays served again and again (the iPXE binaries): hashed once, not per request. */
+const etags = new WeakMap<Uint8Array, string>();
+
+/** In-memory file contents (rewritten boot.cfg, kickstart, iPXE script, an iPXE binary). */
 export function memoryData(bytes: Uint8Array, mtime?: Date): FileData {
+  let etag = etags.get(bytes);
+  if (etag === undefined) {
+    etag = `"m-${fnv1a(bytes)}-${bytes.length.toString(16)}"`;
+    etags.set(bytes, etag);
+  }
   return {
     size: bytes.length,
     mtime,
-    etag: `"m-${fnv1a(bytes)}-${bytes.length.toString(16)}"`,
+    etag,
     read: async (offset, length) => bytes.subarray(offset, offset + length),
     local: undefined,
     bytes,

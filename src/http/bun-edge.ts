@@ -140,7 +140,12 @@ async function bunBody(body: HttpBody | undefined, cache: ContentCache | undefin
   if (data.bytes) return data.bytes.subarray(start, end);
   // One Blob per cached file, shared by every response (a Response of bytes would copy them each time).
   const blob = !worthCaching(data) ? undefined : cache?.get(`blob:${data.etag}`, data.size, async () => new Blob([await data.read(0, data.size)]));
-  if (blob) return (await blob).slice(start, end);
+  // The whole file is the Blob itself: Blob.slice copies an in-memory Blob's bytes, which a storm of
+  // 1,000 machines fetching 4 MiB modules made a fifth of the event loop's time (bun --cpu-prof-md).
+  if (blob) {
+    const b = await blob;
+    return start === 0 && end === b.size ? b : b.slice(start, end);
+  }
   // A window on a local file: Bun sends it with sendfile(2), no copy through JS.
   if (data.local) return Bun.file(data.local.path).slice(data.local.offset + start, data.local.offset + end);
   const window = data.localWindow?.(start, end);
