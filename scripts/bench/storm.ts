@@ -16,10 +16,11 @@
  * - STORE file (default) or postgres (Debian's PostgreSQL, started here, on CPU 1 with the clients).
  * Every run moves the same bytes: STORM_MB (400) MiB of modules per client at 200 clients, scaled by
  * 200/CLIENTS (80 MiB at 1,000). STORM_ARGS adds serve options ("--cache-mem 0"); STORM_SOURCE=url serves
- * the ISO by URL from an nginx origin instead of the file. Every client and probe MAC is listed in the lab,
+ * the ISO by URL from an nginx origin instead of the file; STORM_PROFILE=DIR has netboot write a CPU profile
+ * there (bun --cpu-prof-md). Every client and probe MAC is listed in the lab,
  * so each one's phases reach the host store as it boots.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startPostgres, type Postgres } from "../../test/helpers/postgres.ts";
 import { probeFigure, type ProbeResults, type ProbeWhat } from "../../test/helpers/small-probe.ts";
@@ -134,7 +135,9 @@ export async function benchStorm(): Promise<void> {
         const tag = `${run.clients}-${run.pinned ? "pinned" : "unpinned"}-${run.store}`;
         const state = join(work, `state-${tag}`);
         const log = join(work, `netboot-${tag}.log`);
-        const argv = [bun, join(repo, "src/main.ts"), "serve", "--config", lab, "--iface", "stm-s", "--dhcp", "server", "--force", "--pool", "198.19.0.1-198.19.255.254", "--http-port", "80", "--state-dir", state, "--user", "root", "--no-live", ...(run.store === "postgres" ? ["--store", pg!.createDb(`storm${run.clients}`)] : []), ...(process.env.STORM_ARGS ?? "").split(" ").filter(Boolean)];
+        // STORM_PROFILE=DIR: netboot writes a CPU profile there when it stops (bun --cpu-prof-md).
+        const profile = process.env.STORM_PROFILE ? [`--cpu-prof-md`, `--cpu-prof-dir=${process.env.STORM_PROFILE}`, `--cpu-prof-name=storm-${run.clients}-${run.pinned ? "pinned" : "unpinned"}.md`] : [];
+        const argv = [bun, ...profile, join(repo, "src/main.ts"), "serve", "--config", lab, "--iface", "stm-s", "--dhcp", "server", "--force", "--pool", "198.19.0.1-198.19.255.254", "--http-port", "80", "--state-dir", state, "--user", "root", "--no-live", ...(run.store === "postgres" ? ["--store", pg!.createDb(`storm${run.clients}`)] : []), ...(process.env.STORM_ARGS ?? "").split(" ").filter(Boolean)];
         // Pinned: the server alone on CPU 0; the machines' protocol work on CPU 1 above their bulk (curl runs SCHED_OTHER).
         const serverPrefix = run.pinned ? ["taskset", "-c", serverCpus] : [];
         const clientPrefix = run.pinned ? ["taskset", "-c", clientCpus, "chrt", "-f", "10"] : [];
@@ -143,7 +146,8 @@ export async function benchStorm(): Promise<void> {
         try {
           for (let i = 0; i < 300 && !/ready:/.test(safeRead(log)); i++) await Bun.sleep(100);
           if (!/ready:/.test(safeRead(log))) throw new Error(`netboot did not start: ${safeRead(log).slice(-500)}`);
-          const engine = /TFTP on \S+ \(([^)]*)\)/.exec(safeRead(log))?.[1] ?? "?";
+          const engine = /TFTP on \S+ \((.*)\)$/m.exec(safeRead(log))?.[1] ?? "?";
+          const dropsBefore = udpDrops(S);
           const probeOut = join(work, `probe-${tag}.json`);
           const probe = Bun.spawn(["ip", "netns", "exec", P, ...probePrefix, bun, join(repo, "test/helpers/small-probe.ts"), "--iface", "stm-p", "--server", "198.18.0.1", "--from", "198.18.0.3", "--out", probeOut, "--every", "100"], { stdout: "ignore", stderr: "pipe" });
           // Descriptors: sampled while the storm runs.
@@ -162,6 +166,10 @@ export async function benchStorm(): Promise<void> {
           probe.kill("SIGTERM");
           await probe.exited;
           if (code !== 0) throw new Error(`storm client: ${await new Response(client.stderr).text()}`);
+          const drops = udpDrops(S) - dropsBefore;
+          // Every client's and probe's record, kept beside the report (which second of the storm a p99 came from).
+          mkdirSync(join(benchDir, "results"), { recursive: true });
+          for (const [from, name] of [[out, "clients"], [probeOut, "probe"]] as const) if (existsSync(from)) copyFileSync(from, join(benchDir, "results", `storm-${tag}-${name}.json`));
           const hwm = Number(readFileSync(`/proc/${nb.proc.pid}/status`, "utf8").match(/VmHWM:\s+(\d+)/)![1]) / 1024;
           const parsed = JSON.parse(readFileSync(out, "utf8")) as { clients: Array<Record<string, unknown>>; lagMs: number[] };
           let probed: ProbeResults = { probes: [], lagMs: [] };
@@ -195,6 +203,7 @@ export async function benchStorm(): Promise<void> {
             `${failed.length}${failed.length ? ` (${failed.slice(0, 3).map((f) => f.error).join("; ")})` : ""}`,
             `${hwm.toFixed(0)} MB`,
             String(fds),
+            String(drops),
             engine,
             `${clientPct("offerMs")}; ${clientPct("ackMs")}`,
             clientPct("tftpFirstDataMs"),
@@ -221,6 +230,7 @@ export async function benchStorm(): Promise<void> {
       "failures",
       "netboot peak RSS (VmHWM)",
       "netboot peak descriptors",
+      "datagrams the server's kernel dropped (UdpRcvbufErrors)",
       "TFTP engine",
       "clients' DHCP: OFFER p50 / p99; ACK p50 / p99",
       "clients' TFTP first DATA (iPXE), p50 / p99",
@@ -244,6 +254,13 @@ export async function benchStorm(): Promise<void> {
     rmSync(work, { recursive: true, force: true });
   }
   report("storm", lines.join("\n"));
+}
+
+/** Datagrams dropped for a full receive buffer in a namespace (all its UDP sockets) since it was made. */
+function udpDrops(ns: string): number {
+  const udp = sh("ip", ["netns", "exec", ns, "cat", "/proc/net/snmp"]).out.split("\n").filter((l) => l.startsWith("Udp:"));
+  const [names, values] = udp.map((l) => l.split(/\s+/));
+  return Number(values?.[names?.indexOf("RcvbufErrors") ?? -1] ?? NaN);
 }
 
 function safeRead(p: string): string {
