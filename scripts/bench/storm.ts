@@ -17,7 +17,8 @@
  * Every run moves the same bytes: STORM_MB (400) MiB of modules per client at 200 clients, scaled by
  * 200/CLIENTS (80 MiB at 1,000). STORM_ARGS adds serve options ("--cache-mem 0"); STORM_SOURCE=url serves
  * the ISO by URL from an nginx origin instead of the file; STORM_PROFILE=DIR has netboot write a CPU profile
- * there (bun --cpu-prof-md). Every client and probe MAC is listed in the lab,
+ * there (bun --cpu-prof-md); STORM_WMEM="min default max" sets the server namespace's net.ipv4.tcp_wmem.
+ * Every client and probe MAC is listed in the lab,
  * so each one's phases reach the host store as it boots.
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -95,6 +96,8 @@ export async function benchStorm(): Promise<void> {
     const r = sh("ip", cmd);
     if (r.code !== 0) throw new Error(`ip ${cmd.join(" ")}: ${r.err}`);
   }
+  // STORM_WMEM="min default max": the server namespace's TCP send buffers (how much one sendfile may move).
+  if (process.env.STORM_WMEM) sh("ip", ["netns", "exec", S, "sysctl", "-q", "-w", `net.ipv4.tcp_wmem=${process.env.STORM_WMEM}`]);
   const work = join(benchDir, `storm-run-${process.pid}`);
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
