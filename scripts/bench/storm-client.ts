@@ -12,12 +12,9 @@
  */
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { MessageType, Op, Opt } from "../../src/dhcp/constants.ts";
-import { decodeDhcpPacket, encodeDhcpPacket, optIp, optString, optU8 } from "../../src/dhcp/packet.ts";
-import { bindSocketToDevice } from "../../src/net/device.ts";
-import { openUdp } from "../../src/net/udp.ts";
-import { clientPacket } from "../../src/sim/dhcp.ts";
+import { MessageType } from "../../src/dhcp/constants.ts";
 import { tftpRead } from "../../src/tftp/client.ts";
+import { openDhcpAsker } from "../../test/helpers/dhcp-asker.ts";
 import { formatIPv4 } from "../../src/wire/ipv4.ts";
 import type { Mac } from "../../src/wire/mac.ts";
 
@@ -33,43 +30,12 @@ const name = arg("name", "esxi");
 const out = arg("out");
 const bulkOther = argv.includes("--bulk-other");
 
-type Reply = { type: number; yiaddr: number; serverId?: number; file?: string };
-const waiting = new Map<number, (r: Reply) => void>();
-const sock = await openUdp({
-  address: "0.0.0.0",
-  port: 68,
-  service: "DHCP client",
-  onMessage: (data) => {
-    try {
-      const p = decodeDhcpPacket(data);
-      if (p.op !== Op.Reply) return;
-      waiting.get(p.xid)?.({ type: optU8(p, Opt.MessageType) ?? 0, yiaddr: p.yiaddr, serverId: optIp(p, Opt.ServerIdentifier), file: optString(p, Opt.BootfileName) ?? (p.file || undefined) });
-    } catch {}
-  },
-});
-const b = await bindSocketToDevice(sock.fd, iface);
-if (!b.ok) throw new Error(`bind ${iface}: ${b.why}`);
-sock.setBroadcast(true);
-
-/** The answer, and how long the attempt that got it waited (a retransmission restarts the clock, as a client's does). */
-const ask = async (mac: Mac, type: number, xid: number, want: number, requested?: string, serverId?: string): Promise<Reply & { ms: number }> => {
-  for (let attempt = 0; attempt < 10; attempt++) {
-    const sent = performance.now();
-    const got = new Promise<Reply | undefined>((resolve) => {
-      const t = setTimeout(() => resolve(undefined), 1000 + attempt * 500);
-      waiting.set(xid, (r) => {
-        if (r.type !== want && r.type !== MessageType.Nak) return;
-        clearTimeout(t);
-        resolve(r);
-      });
-    });
-    sock.send(encodeDhcpPacket(clientPacket({ arch: "uefi", asker: "firmware", mac, xid, type, requested, serverId })), 67, "255.255.255.255");
-    const r = await got;
-    waiting.delete(xid);
-    if (r && r.type === want) return { ...r, ms: performance.now() - sent };
-    if (r) throw new Error(`NAK to ${type}`);
-  }
-  throw new Error(`no answer to DHCP ${type === MessageType.Discover ? "DISCOVER" : "REQUEST"}`);
+const dhcp = await openDhcpAsker(iface);
+/** The answer, and how long the attempt that got it waited; ten attempts, as a machine retries. */
+const ask = async (mac: Mac, type: number, xid: number, want: number, requested?: string, serverId?: string) => {
+  const r = await dhcp.ask(mac, type, xid, want, { requested, serverId, attempts: 10, timeoutMs: 1000, backoffMs: 500 });
+  if (!r) throw new Error(`no answer to DHCP ${type === MessageType.Discover ? "DISCOVER" : "REQUEST"}`);
+  return r;
 };
 
 function curlModules(from: string, urls: string[], sizes: number[]): Promise<{ bytes: number; error?: string }> {

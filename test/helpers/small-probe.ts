@@ -10,12 +10,9 @@
  * fired, so a figure inflated by this process itself can be told apart.
  */
 import { writeFileSync } from "node:fs";
-import { MessageType, Op, Opt } from "../../src/dhcp/constants.ts";
-import { decodeDhcpPacket, encodeDhcpPacket, optIp, optString, optU8 } from "../../src/dhcp/packet.ts";
-import { bindSocketToDevice } from "../../src/net/device.ts";
-import { openUdp } from "../../src/net/udp.ts";
-import { clientPacket } from "../../src/sim/dhcp.ts";
+import { MessageType } from "../../src/dhcp/constants.ts";
 import { tftpRead } from "../../src/tftp/client.ts";
+import { openDhcpAsker } from "./dhcp-asker.ts";
 import { formatIPv4 } from "../../src/wire/ipv4.ts";
 import type { Mac } from "../../src/wire/mac.ts";
 
@@ -57,40 +54,9 @@ async function main(): Promise<void> {
   const name = arg("name", "esxi");
   const bootFile = arg("boot-file", "ipxe/snponly.efi");
 
-  type Reply = { type: number; yiaddr: number; serverId?: number; file?: string };
-  const waiting = new Map<number, (r: Reply) => void>();
-  const sock = await openUdp({
-    address: "0.0.0.0",
-    port: 68,
-    service: "DHCP probe",
-    onMessage: (data) => {
-      try {
-        const p = decodeDhcpPacket(data);
-        if (p.op !== Op.Reply) return;
-        waiting.get(p.xid)?.({ type: optU8(p, Opt.MessageType) ?? 0, yiaddr: p.yiaddr, serverId: optIp(p, Opt.ServerIdentifier), file: optString(p, Opt.BootfileName) ?? (p.file || undefined) });
-      } catch {}
-    },
-  });
-  const b = await bindSocketToDevice(sock.fd, iface);
-  if (!b.ok) throw new Error(`bind ${iface}: ${b.why}`);
-  sock.setBroadcast(true);
-
+  const dhcp = await openDhcpAsker(iface);
   /** One exchange: the answer and how long it took, or undefined after 2 s (a probe does not retry). */
-  const ask = async (mac: Mac, type: number, xid: number, want: number, requested?: string, serverId?: string): Promise<(Reply & { ms: number }) | undefined> => {
-    const sent = performance.now();
-    const got = new Promise<Reply | undefined>((resolve) => {
-      const t = setTimeout(() => resolve(undefined), 2000);
-      waiting.set(xid, (r) => {
-        if (r.type !== want && r.type !== MessageType.Nak) return;
-        clearTimeout(t);
-        resolve(r);
-      });
-    });
-    sock.send(encodeDhcpPacket(clientPacket({ arch: "uefi", asker: "firmware", mac, xid, type, requested, serverId })), 67, "255.255.255.255");
-    const r = await got;
-    waiting.delete(xid);
-    return r && r.type === want ? { ...r, ms: performance.now() - sent } : undefined;
-  };
+  const ask = (mac: Mac, type: number, xid: number, want: number, requested?: string, serverId?: string) => dhcp.ask(mac, type, xid, want, { requested, serverId, timeoutMs: 2000 });
 
   const probes: ProbeRecord[] = [];
   const probe = async (n: number): Promise<void> => {
@@ -141,7 +107,7 @@ async function main(): Promise<void> {
   }
   await Promise.all(inFlight);
   clearInterval(lagTimer);
-  sock.close();
+  dhcp.close();
   writeFileSync(out, JSON.stringify({ probes, lagMs: lag } satisfies ProbeResults));
   process.exit(0);
 }
