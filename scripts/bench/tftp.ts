@@ -1,7 +1,10 @@
 /**
  * TFTP: the 256 MiB file on loopback, netboot reading it from inside an ISO against tftpd-hpa, atftpd and
  * dnsmasq serving the extracted file, in the same run, servers and clients on the same CPU (lock-step TFTP
- * across two vCPUs measures the hypervisor's wake-up latency, not the server).
+ * across two vCPUs measures the hypervisor's wake-up latency, not the server); TFTP_CLIENT_CPUS puts the
+ * clients elsewhere (every server thread stays on TFTP_CPUS: `taskset -p` on a running netboot moves only
+ * its main thread, and its TFTP worker then shares the client's CPU). The report says which engine served
+ * netboot's transfers (NETBOOT_TFTP_ENGINE=event-loop picks the other one).
  * Cases: blksize 512 and 1468 lock-step, 1468 with windowsize 8 and 32, and 8 and 32 parallel 1 MiB
  * downloads. Every download is checked byte for byte.
  */
@@ -11,6 +14,7 @@ import { join } from "node:path";
 import { Server, benchDir, bun, median, need, repo, report, runs, sh, table, testData, type Row } from "./lib.ts";
 
 const CPU = process.env.TFTP_CPUS ?? "1";
+const CLIENT_CPU = process.env.TFTP_CLIENT_CPUS ?? CPU;
 
 interface Target {
   name: string;
@@ -42,7 +46,7 @@ export async function benchTftp(): Promise<void> {
   const atftpdBin = atftpd();
 
   const targets: Target[] = [
-    { name: "netboot", host: "127.0.0.9", prefix: "test/", start: () => new Server("netboot", [bun, join(repo, "src/main.ts"), "serve", data.iso, "--ip", "127.0.0.9", "--http-port", "8089", "--name", "test", "-q"], { cpus: CPU, log: join(benchDir, "netboot-tftp.log") }) },
+    { name: "netboot", host: "127.0.0.9", prefix: "test/", start: () => new Server("netboot", [bun, join(repo, "src/main.ts"), "serve", data.iso, "--ip", "127.0.0.9", "--http-port", "8089", "--name", "test", "--dhcp", "off"], { cpus: CPU, log: join(benchDir, "netboot-tftp.log") }) },
     { name: "tftpd-hpa", host: "127.0.0.2", prefix: "", start: () => new Server("tftpd-hpa", ["in.tftpd", "-L", "-a", "127.0.0.2:69", "-s", "-u", "nobody", data.tree], { cpus: CPU }) },
     { name: "atftpd", host: "127.0.0.3", prefix: "", start: () => new Server("atftpd", [atftpdBin, "--daemon", "--no-fork", "--bind-address", "127.0.0.3", "--port", "69", "--user", "nobody.nogroup", "--logfile", "/dev/null", "--maxthread", "200", data.tree], { cpus: CPU }) },
     {
@@ -72,7 +76,7 @@ export async function benchTftp(): Promise<void> {
           const local = join(out, "big");
           rmSync(local, { force: true });
           const t0 = performance.now();
-          const r = sh("timeout", ["300", ...argv(t.host, `${t.prefix}BIG.BIN`, local)], { cpus: CPU });
+          const r = sh("timeout", ["300", ...argv(t.host, `${t.prefix}BIG.BIN`, local)], { cpus: CLIENT_CPU });
           const s = (performance.now() - t0) / 1000;
           const ok = r.code === 0 && existsSync(local) && md5(local) === bigMd5;
           if (ok) (values[t.name] ??= []).push(data.big / 1e6 / s);
@@ -89,7 +93,7 @@ export async function benchTftp(): Promise<void> {
             const t0 = performance.now();
             const procs = Array.from({ length: n }, (_, j) => {
               const a = argv(t.host, `${t.prefix}SMALL.BIN`, join(out, `s${j}`));
-              return Bun.spawn(["taskset", "-c", CPU, ...a], { stdout: "ignore", stderr: "ignore" });
+              return Bun.spawn(["taskset", "-c", CLIENT_CPU, ...a], { stdout: "ignore", stderr: "ignore" });
             });
             const codes = await Promise.all(procs.map((p) => p.exited));
             const s = (performance.now() - t0) / 1000;
@@ -106,7 +110,7 @@ export async function benchTftp(): Promise<void> {
     const own = lock && w8 ? median(w8.values.netboot ?? []) / median(lock.values.netboot ?? []) : NaN;
     report(
       "tftp",
-      `### TFTP (median (min–max) of ${runs} runs; servers and clients on CPU ${CPU}; netboot reads from inside an ISO, the peers the extracted file)\n\n` +
+      `### TFTP (median (min–max) of ${runs} runs; servers on CPU ${CPU}, clients on CPU ${CLIENT_CPU}; netboot's engine: ${/TFTP on \S+ \((.*)\)$/m.exec(readFileSync(join(benchDir, "netboot-tftp.log"), "utf8"))?.[1] ?? "?"}; netboot reads from inside an ISO, the peers the extracted file)\n\n` +
         table(rows, ["netboot", "tftpd-hpa", "atftpd", "dnsmasq"]) +
         `\n\nnetboot windowsize 8 vs its own lock-step at 1468: ${own.toFixed(2)}×`,
     );
