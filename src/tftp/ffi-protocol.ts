@@ -9,8 +9,8 @@ export interface WorkerStart {
   client: { address: string; port: number };
   file: string;
   size: number;
-  /** Where the blocks come from: a window of a local file (mapped once), or bytes handed over. */
-  source: { kind: "file"; path: string; fileSize: number; offset: number } | { kind: "bytes"; buffer: ArrayBuffer };
+  /** Where the blocks come from: a window of a local file (mapped once), or bytes shared with the worker (never written). */
+  source: { kind: "file"; path: string; fileSize: number; offset: number } | { kind: "bytes"; buffer: SharedArrayBuffer };
   blksize: number;
   windowsize: number;
   timeout: number | undefined;

@@ -167,7 +167,7 @@ class WT {
       this.#payload = mapFile(m.source.path, m.source.fileSize) + m.source.offset;
       this.#keep = undefined;
     } else {
-      this.#keep = new Uint8Array(m.source.buffer); // owns the bytes for as long as the transfer lives
+      this.#keep = new Uint8Array(m.source.buffer); // the shared bytes, referenced for as long as the transfer lives
       this.#payload = this.#keep.length ? ptr(this.#keep) : 0;
     }
 
