@@ -15,14 +15,12 @@ import { writeFileSync } from "node:fs";
 import { MessageType } from "../../src/dhcp/constants.ts";
 import { tftpRead } from "../../src/tftp/client.ts";
 import { openDhcpAsker } from "../../test/helpers/dhcp-asker.ts";
+import { argReader, lagMeter } from "../../test/helpers/measuring.ts";
 import { formatIPv4 } from "../../src/wire/ipv4.ts";
 import type { Mac } from "../../src/wire/mac.ts";
 
 const argv = process.argv.slice(2);
-const arg = (n: string, d?: string) => {
-  const i = argv.indexOf(`--${n}`);
-  return i >= 0 ? argv[i + 1]! : d!;
-};
+const arg = argReader(argv);
 const iface = arg("iface");
 const server = arg("server");
 const clients = Number(arg("clients", "200"));
@@ -110,15 +108,8 @@ async function walk(i: number): Promise<Record<string, unknown>> {
 
 // The clients' own event loop is in every figure measured here (200 machines share this process): how late
 // a 10 ms timer fires is noted beside them, so that what the server made them wait can be told apart.
-const lag: number[] = [];
-let expectedAt = performance.now() + 10;
-const lagTimer = setInterval(() => {
-  const now = performance.now();
-  lag.push(Math.max(0, now - expectedAt));
-  expectedAt = now + 10;
-}, 10);
+const lag = lagMeter();
 
 const results = await Promise.all(Array.from({ length: clients }, (_, i) => walk(i)));
-clearInterval(lagTimer);
-writeFileSync(out, JSON.stringify({ startedAt, clients: results, lagMs: lag }));
+writeFileSync(out, JSON.stringify({ startedAt, clients: results, lagMs: lag.stop() }));
 process.exit(0);

@@ -24,6 +24,7 @@
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startPostgres, type Postgres } from "../../test/helpers/postgres.ts";
+import { percentile } from "../../test/helpers/measuring.ts";
 import { probeFigure, type ProbeResults, type ProbeWhat } from "../../test/helpers/small-probe.ts";
 import { Server, benchDir, bun, clientCpus, fillPseudoRandom, median, need, nginxConf, repo, report, serverCpus, sh } from "./lib.ts";
 
@@ -62,7 +63,6 @@ function stormImage(MB: number): { iso: string; tree: string; sizes: Record<stri
   return { iso, tree, sizes: Object.fromEntries(names.map((n) => [n.toLowerCase(), each])), perClient: each * MODULES };
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 
 export async function benchStorm(): Promise<void> {
   need(["xorriso", "nginx", "curl", "ip", "taskset", "chrt"]);
@@ -190,9 +190,9 @@ export async function benchStorm(): Promise<void> {
           const results = parsed.clients;
           const clientPct = (k: string) => {
             const v = results.filter((x) => typeof x[k] === "number").map((x) => Number(x[k]));
-            return v.length ? `${pct(v, 50).toFixed(1)} / ${pct(v, 99).toFixed(1)} ms` : "-";
+            return v.length ? `${percentile(v, 50).toFixed(1)} / ${percentile(v, 99).toFixed(1)} ms` : "-";
           };
-          const lag = (xs: number[]) => (xs.length ? `${pct(xs, 99).toFixed(1)} / ${Math.max(...xs).toFixed(0)} ms` : "-");
+          const lag = (xs: number[]) => (xs.length ? `${percentile(xs, 99).toFixed(1)} / ${Math.max(...xs).toFixed(0)} ms` : "-");
           const ok = results.filter((x) => x.ok);
           const failed = results.filter((x) => !x.ok);
           const bytes = ok.reduce((n, x) => n + Number(x.httpBytes) + Number(x.tftpBytes), 0);
@@ -210,8 +210,8 @@ export async function benchStorm(): Promise<void> {
             engine,
             `${clientPct("offerMs")}; ${clientPct("ackMs")}`,
             clientPct("tftpFirstDataMs"),
-            ttfb.length ? `${pct(ttfb, 50)} / ${pct(ttfb, 99)} ms` : "-",
-            `${pct(done, 50).toFixed(1)} / ${pct(done, 99).toFixed(1)} s`,
+            ttfb.length ? `${percentile(ttfb, 50)} / ${percentile(ttfb, 99)} ms` : "-",
+            `${percentile(done, 50).toFixed(1)} / ${percentile(done, 99).toFixed(1)} s`,
             `${probe1("dhcp-offer")}; ${probe1("dhcp-ack")}`,
             probe1("tftp-first-data"),
             `${probe1("boot.cfg-ttfb")}; ${probe1("boot.ipxe-ttfb")}`,

@@ -29,8 +29,6 @@ import { tryParseMac, type Mac } from "../wire/mac.ts";
 export type HostMode = "once" | "install" | "local";
 export const HOST_MODES: readonly HostMode[] = ["once", "install", "local"];
 
-
-
 export type KickstartSpec = { kind: "default" } | { kind: "file"; path: string };
 
 /** A secret read when it is used, never from the lab file's own text: the environment or a file. */

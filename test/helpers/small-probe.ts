@@ -13,6 +13,7 @@ import { writeFileSync } from "node:fs";
 import { MessageType } from "../../src/dhcp/constants.ts";
 import { tftpRead } from "../../src/tftp/client.ts";
 import { openDhcpAsker } from "./dhcp-asker.ts";
+import { argReader, lagMeter, percentile } from "./measuring.ts";
 import { formatIPv4 } from "../../src/wire/ipv4.ts";
 import type { Mac } from "../../src/wire/mac.ts";
 
@@ -33,19 +34,15 @@ export interface ProbeResults {
 /** p-th percentile (nearest rank) of the answered probes of one kind, and how many there were. */
 export function probeFigure(r: ProbeResults, what: ProbeWhat, p: number): { ms: number; answered: number; failed: number } | undefined {
   const all = r.probes.filter((x) => x.what === what);
-  const ok = all.filter((x) => x.ms >= 0).map((x) => x.ms).sort((a, b) => a - b);
+  const ok = all.filter((x) => x.ms >= 0).map((x) => x.ms);
   if (ok.length === 0) return undefined;
-  return { ms: ok[Math.min(ok.length - 1, Math.ceil((p / 100) * ok.length) - 1)]!, answered: ok.length, failed: all.length - ok.length };
+  return { ms: percentile(ok, p), answered: ok.length, failed: all.length - ok.length };
 }
 
 if (import.meta.main) await main();
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
-  const arg = (n: string, d?: string) => {
-    const i = argv.indexOf(`--${n}`);
-    return i >= 0 ? argv[i + 1]! : d!;
-  };
+  const arg = argReader(process.argv.slice(2));
   const iface = arg("iface");
   const server = arg("server");
   const from = arg("from");
@@ -90,13 +87,7 @@ async function main(): Promise<void> {
     ]);
   };
 
-  const lag: number[] = [];
-  let expectedAt = performance.now() + 10;
-  const lagTimer = setInterval(() => {
-    const now = performance.now();
-    lag.push(Math.max(0, now - expectedAt));
-    expectedAt = now + 10;
-  }, 10);
+  const lag = lagMeter();
 
   let running = true;
   process.on("SIGTERM", () => (running = false));
@@ -106,8 +97,7 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, every));
   }
   await Promise.all(inFlight);
-  clearInterval(lagTimer);
   dhcp.close();
-  writeFileSync(out, JSON.stringify({ probes, lagMs: lag } satisfies ProbeResults));
+  writeFileSync(out, JSON.stringify({ probes, lagMs: lag.stop() } satisfies ProbeResults));
   process.exit(0);
 }
